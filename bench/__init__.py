@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures (messages/second, latency percentiles, memory)."""

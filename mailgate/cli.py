@@ -1,0 +1,353 @@
+"""The `mailgate` command line: argparse commands, plain or JSON output, sysexits codes (tier 4).
+
+Heavy modules (SQLAlchemy, aiosmtpd) are imported inside the commands that need them, so
+`mailgate deliver`, which an MTA runs once per message, stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from mailgate import __version__
+from mailgate.config import Config, load_config
+from mailgate.errors import ConfigError, MailgateError
+
+if TYPE_CHECKING:
+    from mailgate.store.transaction import Store
+
+EX_USAGE, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 64, 70, 75, 78
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailgate", description="Email-to-ticket gateway.")
+    parser.add_argument("--version", action="version", version=f"mailgate {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="TOML configuration file (default: $MAILGATE_CONFIG, "
+        "else the embedded default: SQLite in ./mailgate-data, SMTP on 127.0.0.1:2525)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", help="run the daemon")
+    deliver = commands.add_parser("deliver", help="queue one message from standard input (MTA pipe)")
+    deliver.add_argument("--recipient", metavar="ADDR", help="the envelope recipient (a support address)")
+    deliver.add_argument("--sender", metavar="ADDR", default="", help="the envelope sender")
+    check = commands.add_parser("check-config", help="validate the configuration and exit")
+    check.add_argument(
+        "--connect", action="store_true", help="also log in to each [[imap]] account and check its folders"
+    )
+    db = commands.add_parser("db", help="database maintenance")
+    db.add_subparsers(dest="db_command", required=True, metavar="ACTION").add_parser(
+        "upgrade", help="create or upgrade the schema (idempotent)"
+    )
+    tickets = commands.add_parser("tickets", help="list and show tickets")
+    tickets_actions = tickets.add_subparsers(dest="tickets_command", required=True, metavar="ACTION")
+    listing = tickets_actions.add_parser("list", help="list tickets")
+    listing.add_argument("--status", choices=["new", "open", "answered", "pending", "resolved", "closed"])
+    listing.add_argument("--limit", type=int, default=None)
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    show = tickets_actions.add_parser("show", help="show one ticket: conversation, attachments, events")
+    show.add_argument("number", type=int)
+    show.add_argument("--json", action="store_true")
+    setter = tickets_actions.add_parser("set", help="change a ticket as an administrator (the customer is told)")
+    setter.add_argument("number", type=int)
+    setter.add_argument("--status", choices=["new", "open", "answered", "pending", "resolved", "closed"])
+    setter.add_argument("--priority", choices=["low", "medium", "high", "urgent"])
+    setter.add_argument("--assign", metavar="EMAIL", help='an agent\'s address, or "none" to unassign')
+    outgoing = commands.add_parser("outbox", help="mail waiting to be sent, sent, or failed")
+    outgoing_actions = outgoing.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
+    outgoing_list = outgoing_actions.add_parser("list", help="list outgoing mail, newest first")
+    outgoing_list.add_argument("--failed", action="store_true", help="only failed or bounced mail")
+    outgoing_list.add_argument("--limit", type=int, default=100)
+    outgoing_list.add_argument("--json", action="store_true")
+    outgoing_retry = outgoing_actions.add_parser("retry", help="send a failed or bounced mail again")
+    outgoing_retry.add_argument("id", type=int)
+    queue = commands.add_parser("inbound", help="the inbound queue")
+    queue_actions = queue.add_subparsers(dest="inbound_command", required=True, metavar="ACTION")
+    inbound_list = queue_actions.add_parser("list", help="list queued and processed messages")
+    inbound_list.add_argument("--failed", action="store_true", help="only messages that failed")
+    inbound_list.add_argument("--limit", type=int, default=100)
+    inbound_list.add_argument("--json", action="store_true")
+    retry = queue_actions.add_parser("retry", help="queue a failed message again")
+    retry.add_argument("id", type=int)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    path = args.config or os.environ.get("MAILGATE_CONFIG") or None
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        print(f"mailgate: configuration error: {error}", file=sys.stderr)
+        # An MTA keeps the message and retries on 75, so a broken config loses no mail.
+        return EX_TEMPFAIL if args.command == "deliver" else EX_CONFIG
+    command = _COMMANDS[args.command]
+    try:
+        return command(config, args)
+    except MailgateError as error:
+        print(f"mailgate: {error}", file=sys.stderr)
+        return EX_TEMPFAIL if args.command == "deliver" else EX_SOFTWARE
+
+
+def _cmd_run(config: Config, _args: argparse.Namespace) -> int:
+    import asyncio
+
+    from mailgate.app import App
+    from mailgate.logs import configure_logging
+
+    configure_logging(config.logging.level, config.logging.format)
+    asyncio.run(App(config).run())
+    return 0
+
+
+def _cmd_deliver(config: Config, args: argparse.Namespace) -> int:
+    from mailgate.ingest.pipe import deliver
+
+    raw = sys.stdin.buffer.read(config.smtp.max_message_bytes + 1)
+    result = deliver(config, raw, recipient=args.recipient, sender=args.sender)
+    print(f"mailgate deliver: {result.message}", file=sys.stderr if result.exit_code else sys.stdout)
+    return result.exit_code
+
+
+def _cmd_check_config(config: Config, args: argparse.Namespace) -> int:
+    mailboxes = ", ".join(f"{m.address} -> {m.queue}" for m in config.mailboxes)
+    print(
+        f"configuration ok: SMTP {'LMTP ' if config.smtp.lmtp else ''}on {config.smtp.host}:{config.smtp.port}, "
+        f"mailboxes {mailboxes}, database {_safe_url(config.storage.database_url)}"
+    )
+    return _check_imap_accounts(config) if args.connect else 0
+
+
+def _check_imap_accounts(config: Config) -> int:
+    """Log in to every IMAP account: one line each, exit 1 if any is not ok. No secret is printed."""
+    from mailgate.ingest.imap import probe_account
+
+    if not config.imap:
+        print("no [[imap]] accounts to connect to")
+        return 0
+    failures = 0
+    for index, account in enumerate(config.imap):
+        result = probe_account(account)
+        print(f"imap[{index}] {account.key}: {result}")
+        failures += result != "ok"
+    return 1 if failures else 0
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without a password, for printing."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if at and ":" in credentials:
+        return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def _open_store(config: Config) -> Store:
+    from mailgate.app import build_store
+    from mailgate.store import schema
+
+    store = build_store(config)
+    if not schema.is_current(store.engine):
+        raise MailgateError("the database schema is missing or old; run `mailgate db upgrade` first")
+    return store
+
+
+def _cmd_db(config: Config, _args: argparse.Namespace) -> int:
+    from mailgate.app import build_store
+    from mailgate.store import schema
+
+    config.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    store = build_store(config)
+    schema.upgrade(store.engine)
+    print(f"database schema is current ({_safe_url(config.storage.database_url)})")
+    return 0
+
+
+def _cmd_tickets(config: Config, args: argparse.Namespace) -> int:
+    from mailgate.store import views
+
+    store = _open_store(config)
+    if args.tickets_command == "set":
+        return _set_ticket(config, store, args)
+    if args.tickets_command == "list":
+        rows = store.run(views.list_tickets, status=args.status, limit=args.limit)
+        if args.json:
+            print(json.dumps([row.as_json() for row in rows], ensure_ascii=False, indent=2))
+        else:
+            _print_ticket_table(rows)
+        return 0
+    detail = store.run(views.show_ticket, args.number)
+    if detail is None:
+        print(f"mailgate: no ticket #{args.number}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(detail.as_json(), ensure_ascii=False, indent=2))
+    else:
+        _print_ticket(detail)
+    return 0
+
+
+def _set_ticket(config: Config, store: Store, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from mailgate import ticket_actions
+    from mailgate.app import build_notifier
+    from mailgate.domain.ticket import Priority, TicketStatus
+    from mailgate.signing_key import load_or_create_secret
+
+    if not (args.status or args.priority or args.assign):
+        print("mailgate: tickets set needs --status, --priority or --assign", file=sys.stderr)
+        return EX_USAGE
+    assignee = None if args.assign in (None, "none") else args.assign.lower()
+    if assignee is not None and assignee not in config.agent_addresses:
+        print(f"mailgate: {assignee} is not an agent in the configuration ([[agents]] email)", file=sys.stderr)
+        return EX_USAGE
+    notifier = build_notifier(config, load_or_create_secret(config.security.secret_file))
+    now, actor = datetime.now(UTC), "admin"
+
+    def apply(session: Any) -> list[str]:
+        changed = []
+        if args.status and ticket_actions.change_status(
+            session, args.number, TicketStatus(args.status), actor=actor, notifier=notifier, now=now
+        ):
+            changed.append(f"status {args.status}")
+        if args.priority and ticket_actions.change_priority(
+            session, args.number, Priority(args.priority), actor=actor, now=now
+        ):
+            changed.append(f"priority {args.priority}")
+        if args.assign and ticket_actions.assign(session, args.number, assignee, actor=actor, now=now):
+            changed.append(f"assignee {assignee or 'none'}")
+        return changed
+
+    changed = store.run(apply)
+    print(f"ticket #{args.number}: " + (", ".join(changed) if changed else "nothing changed"))
+    return 0
+
+
+def _cmd_outbox(config: Config, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from mailgate.store import outbox
+
+    store = _open_store(config)
+    if args.outbox_command == "retry":
+        previous = store.run(outbox.retry, args.id, datetime.now(UTC))
+        if previous is None:
+            print(f"mailgate: no outbox mail {args.id}", file=sys.stderr)
+            return 1
+        if previous not in (outbox.FAILED, outbox.BOUNCED):
+            print(f"mailgate: outbox mail {args.id} is {previous}; nothing to retry", file=sys.stderr)
+            return 1
+        print(f"outbox mail {args.id} queued again (was {previous}); the running daemon sends it")
+        return 0
+    rows = store.run(outbox.list_outbox, failed_only=args.failed, limit=args.limit)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        **row.__dict__,
+                        "created_at": row.created_at.isoformat(),
+                        "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+                    }
+                    for row in rows
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    for row in rows:
+        print(
+            f"{row.id:>7} {row.created_at:%Y-%m-%d %H:%M:%S} {row.state:<8} {row.kind:<20} {row.recipient:<32} "
+            f"attempts {row.attempts}{'  ' + row.last_error if row.last_error else ''}"
+        )
+    print(f"{len(rows)} mail(s)")
+    return 0
+
+
+def _print_ticket_table(rows: Sequence[Any]) -> None:
+    print(f"{'#':>6}  {'status':<9} {'priority':<8} {'queue':<12} {'requester':<30} subject")
+    for row in rows:
+        print(
+            f"{row.number:>6}  {row.status:<9} {row.priority:<8} {row.queue[:12]:<12} "
+            f"{(row.requester or '-')[:30]:<30} {row.subject[:60]}"
+        )
+    print(f"{len(rows)} ticket(s)")
+
+
+def _print_ticket(detail: Any) -> None:
+    summary = detail.summary
+    print(f"Ticket #{summary.number}: {summary.subject}")
+    print(
+        f"  status {summary.status}, priority {summary.priority}, queue {summary.queue}, "
+        f"requester {summary.requester or '-'}, assignee {summary.assignee or '-'}"
+    )
+    print(f"  tags: {', '.join(summary.tags) or '-'}; participants: {', '.join(detail.participants) or '-'}")
+    for message in detail.messages:
+        print(
+            f"\n--- {message.direction} {message.created_at:%Y-%m-%d %H:%M} from {message.author or '(unknown)'}"
+            f"{' [sender not trusted: ' + message.sender_problem + ']' if message.sender_problem else ''}"
+        )
+        print(f"    Subject: {message.subject}")
+        print("    " + "\n    ".join(message.text_body.strip().splitlines()[:200]))
+        for attachment in message.attachments:
+            print(
+                f"    [attachment] {attachment['filename']} ({attachment['content_type']}, {attachment['size']} bytes)"
+            )
+    print("\nSystem log:")
+    for event in detail.events:
+        data = ", ".join(f"{key}={value}" for key, value in event.data.items())
+        print(f"  {event.created_at:%Y-%m-%d %H:%M:%S} {event.kind} by {event.actor}: {data}")
+
+
+def _cmd_inbound(config: Config, args: argparse.Namespace) -> int:
+    from mailgate.store import inbound
+
+    store = _open_store(config)
+    if args.inbound_command == "retry":
+        previous = store.run(inbound.retry, args.id)
+        if previous is None:
+            print(f"mailgate: no inbound message {args.id}", file=sys.stderr)
+            return 1
+        if previous not in (inbound.FAILED, inbound.IGNORED):
+            print(f"mailgate: inbound message {args.id} is {previous}, not failed; nothing to retry", file=sys.stderr)
+            return 1
+        print(f"inbound message {args.id} queued again (was {previous}); the running daemon picks it up")
+        return 0
+    rows = store.run(inbound.list_inbound, failed_only=args.failed, limit=args.limit)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {**row.__dict__, "received_at": row.received_at.isoformat(), "rcpt_tos": list(row.rcpt_tos)}
+                    for row in rows
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    for row in rows:
+        ticket = f"#{row.ticket_number}" if row.ticket_number else "-"
+        print(
+            f"{row.id:>7} {row.received_at:%Y-%m-%d %H:%M:%S} {row.source:<5} {row.state:<10} {ticket:>7} "
+            f"{row.size:>9}B {row.mail_from or '<>'}{'  ' + row.last_error if row.last_error else ''}"
+        )
+    print(f"{len(rows)} message(s)")
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "run": _cmd_run,
+    "deliver": _cmd_deliver,
+    "check-config": _cmd_check_config,
+    "db": _cmd_db,
+    "tickets": _cmd_tickets,
+    "inbound": _cmd_inbound,
+    "outbox": _cmd_outbox,
+}

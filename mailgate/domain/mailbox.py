@@ -1,0 +1,21 @@
+"""The help desk's own addresses and its agents, as plain values (stdlib only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    """A support address and the queue its mail lands in."""
+
+    address: str
+    queue: str
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    email: str
+    name: str
+    queues: tuple[str, ...] = ()

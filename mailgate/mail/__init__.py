@@ -1,0 +1,1 @@
+"""Parsing inbound mail into mailgate value types."""

@@ -1,0 +1,175 @@
+"""OutboxWorker: claim due rows -> render -> send -> mark sent, retry later, or failed (tier 3).
+
+Rows are claimed in one short transaction and sent with no transaction open. A process killed
+mid-send leaves the row `sending`; it is sent again after restart with the same Message-ID, so
+a duplicate, if the first attempt did arrive, is recognisably the same mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+
+from mailgate.clock import Clock
+from mailgate.domain.message import Address
+from mailgate.errors import PermanentFailure, TemporaryFailure
+from mailgate.mail.compose import OutgoingAttachment, OutgoingMail, compose
+from mailgate.mail.tokens import bounce_address
+from mailgate.notify.render import TemplateRenderer
+from mailgate.store import outbox
+from mailgate.store.blobs import BlobStore
+from mailgate.store.transaction import Store
+
+log = structlog.get_logger("mailgate.outbox")
+
+
+class Relay(Protocol):
+    def send(self, envelope_from: str, recipient: str, data: bytes) -> None: ...
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    secret: bytes
+    bounce_mailbox: str
+    loop_token: str
+    max_age: timedelta = timedelta(days=2)
+    max_automatic_per_minute: int = 120
+    batch_size: int = 20
+    idle_poll_seconds: float = 1.0
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff: 30 s, 1 min, 2 min, ... capped at 1 hour."""
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def _address(value: dict[str, str]) -> Address:
+    return Address(email=value["email"], name=value.get("name", ""))
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        store: Store,
+        relay: Relay,
+        renderer: TemplateRenderer,
+        blobs: BlobStore,
+        clock: Clock,
+        settings: OutboxSettings,
+    ) -> None:
+        self.store = store
+        self.relay = relay
+        self.renderer = renderer
+        self.blobs = blobs
+        self.clock = clock
+        self.settings = settings
+        self.wakeup = asyncio.Event()
+
+    def notify(self) -> None:
+        self.wakeup.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send until `stop` is set; the mail being sent is always finished first."""
+        while not stop.is_set():
+            self.wakeup.clear()
+            try:
+                sent = await self.process_batch()
+            except TemporaryFailure as error:
+                log.warning("outbox_backing_off", error=str(error))
+                sent = 0
+            if not sent:
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wakeup.wait())]
+                await asyncio.wait(
+                    waiters, timeout=self.settings.idle_poll_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
+                for waiter in waiters:
+                    waiter.cancel()
+
+    async def run_until_idle(self) -> int:
+        """Send every due row (tests and `outbox` commands); returns how many were handled."""
+        total = 0
+        while handled := await self.process_batch():
+            total += handled
+        return total
+
+    async def process_batch(self) -> int:
+        items = await self.store.call(outbox.claim_due, self.clock.now(), self.settings.batch_size)
+        for item in items:
+            with structlog.contextvars.bound_contextvars(outbox_id=item.id, message_id=item.message_id):
+                await asyncio.to_thread(self._deliver, item)
+        return len(items)
+
+    def _deliver(self, item: outbox.OutboxItem) -> None:
+        now = self.clock.now()
+        if item.automatic and self._circuit_open(now):
+            self.store.run(outbox.postpone, item.id, now + timedelta(minutes=1), "held by the circuit breaker")
+            return
+        try:
+            data = self._build(item, now)
+        except Exception as error:  # A broken template or payload: keep the row, say why, go on.
+            log.exception("outbox_render_failed", error_type=type(error).__name__)
+            self.store.run(outbox.mark_failed, item.id, f"cannot render: {type(error).__name__}: {error}"[:500])
+            return
+        envelope_from = bounce_address(self.settings.secret, self.settings.bounce_mailbox, outbox_id=item.id)
+        try:
+            self.relay.send(envelope_from, item.recipient, data)
+        except PermanentFailure as error:
+            log.warning("outbox_send_failed", reply=str(error), permanent=True)
+            self.store.run(outbox.mark_failed, item.id, str(error)[:1000])
+        except TemporaryFailure as error:
+            self._retry_or_give_up(item, str(error), now)
+        else:
+            self.store.run(outbox.mark_sent, item.id, self.clock.now())
+            log.info("outbox_sent", kind=item.kind, attempts=item.attempts)
+
+    def _retry_or_give_up(self, item: outbox.OutboxItem, reply: str, now: datetime) -> None:
+        if now - item.created_at >= self.settings.max_age:
+            log.warning("outbox_send_failed", reply=reply, permanent=False, gave_up=True)
+            self.store.run(outbox.mark_failed, item.id, f"gave up after {self.settings.max_age}: {reply}"[:1000])
+            return
+        when = now + retry_delay(item.attempts)
+        log.info("outbox_send_deferred", reply=reply, retry_at=when.isoformat())
+        self.store.run(outbox.schedule_retry, item.id, reply[:1000], when)
+
+    def _circuit_open(self, now: datetime) -> bool:
+        """More automatic mail per minute than configured means a loop somewhere: hold it all."""
+        sent = self.store.run(outbox.sent_since, now - timedelta(minutes=1))
+        if sent >= self.settings.max_automatic_per_minute:
+            log.error(
+                "outbox_circuit_open",
+                sent_last_minute=sent,
+                limit=self.settings.max_automatic_per_minute,
+                note="automatic mail is held; mail written by agents still goes",
+            )
+            return True
+        return False
+
+    def _build(self, item: outbox.OutboxItem, now: datetime) -> bytes:
+        payload: dict[str, Any] = item.payload
+        rendered = self.renderer.render(payload["template"], payload["language"], payload["context"])
+        tag = payload["context"].get("tag", "")
+        subject = rendered.subject if tag in rendered.subject else f"{tag} {rendered.subject}".strip()
+        mail = OutgoingMail(
+            sender=_address(payload["from"]),
+            to=_address(payload["to"]),
+            cc=tuple(_address(a) for a in payload.get("cc", [])),
+            reply_to=_address(payload["reply_to"]) if payload.get("reply_to") else None,
+            subject=subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=item.message_id,
+            in_reply_to=payload.get("in_reply_to"),
+            references=tuple(payload.get("references", [])),
+            automatic=payload.get("automatic"),
+            loop_token=self.settings.loop_token,
+            language=payload["language"],
+            attachments=tuple(
+                OutgoingAttachment(a["filename"], a["content_type"], self.blobs.get(a["sha256"]))
+                for a in payload.get("attachments", [])
+            ),
+        )
+        return compose(mail, now)

@@ -1,0 +1,213 @@
+"""Notifier: decides the mails a ticket change causes and writes them to the outbox (tier 3).
+
+Runs inside the caller's transaction, so a status change and the mail announcing it commit
+together or not at all. The Message-ID is fixed here, signed for the recipient.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mailgate.domain.mailbox import Agent, Mailbox
+from mailgate.domain.message import Address
+from mailgate.mail.tokens import make_message_id, reply_address
+from mailgate.notify.context import TicketFacts, base_context, pick_language, status_context
+from mailgate.store import outbox, tickets
+from mailgate.threading import pseudo_reference
+
+SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    secret: bytes
+    domain: str
+    desk_name: str
+    tag: str
+    mailboxes: tuple[Mailbox, ...]
+    agents: tuple[Agent, ...] = ()
+    default_language: str = "en"
+    bounce_block: timedelta = timedelta(days=60)
+
+
+def _as_dict(address: Address) -> dict[str, str]:
+    return {"email": address.email, "name": address.name}
+
+
+class Notifier:
+    def __init__(self, settings: NotifySettings) -> None:
+        self.settings = settings
+
+    def queue_address(self, queue: str) -> Address:
+        """The address a queue's mail comes from: agents' own addresses are never shown to customers."""
+        mailbox = next((m for m in self.settings.mailboxes if m.queue == queue), self.settings.mailboxes[0])
+        return Address(mailbox.address, self.settings.desk_name)
+
+    def agents_for(self, snapshot: tickets.TicketSnapshot) -> tuple[Agent, ...]:
+        if snapshot.assignee:
+            return tuple(a for a in self.settings.agents if a.email == snapshot.assignee)
+        return tuple(a for a in self.settings.agents if not a.queues or snapshot.queue in a.queues)
+
+    def acknowledge(self, session: Session, ticket_id: int, now: datetime, *, suppressed: str | None) -> None:
+        """The customer's acknowledgement of a new ticket, unless there is a reason not to answer."""
+        snapshot = tickets.ticket_snapshot(session, ticket_id)
+        context = {"customer_name": snapshot.requester.name if snapshot.requester else ""}
+        self._to_customer(session, snapshot, "acknowledgement", "auto-replied", context, now, suppressed)
+
+    def status_changed(
+        self, session: Session, ticket_id: int, old: str, new: str, now: datetime, *, suppressed: str | None = None
+    ) -> None:
+        """Exactly one mail to the customer for a status change."""
+        snapshot = tickets.ticket_snapshot(session, ticket_id)
+        language = self._language(snapshot)
+        context = {
+            "customer_name": snapshot.requester.name if snapshot.requester else "",
+            **status_context(old, new, language),
+        }
+        self._to_customer(session, snapshot, "status_changed", "auto-generated", context, now, suppressed)
+
+    def notify_agents(
+        self, session: Session, ticket_id: int, event: str, now: datetime, *, sender_problem: str | None = None
+    ) -> None:
+        """New tickets go to the queue's agents (or the assignee), customer replies to the assignee."""
+        snapshot = tickets.ticket_snapshot(session, ticket_id)
+        conversation = [
+            {"date": created.strftime("%Y-%m-%d %H:%M UTC"), "author": author, "text": text[:20_000]}
+            for created, author, text in tickets.conversation(session, ticket_id)
+        ]
+        for agent in self.agents_for(snapshot):
+            context = {"event": event, "conversation": conversation, "sender_problem": sender_problem}
+            reply_to = Address(
+                reply_address(
+                    self.settings.secret,
+                    self.queue_address(snapshot.queue).email,
+                    ticket=snapshot.number,
+                    agent=agent.email,
+                ),
+                self.settings.desk_name,
+            )
+            self._queue(
+                session,
+                snapshot,
+                kind="agent_notification",
+                template="agent_notification",
+                to=Address(agent.email, agent.name),
+                automatic="auto-generated",
+                language=self.settings.default_language,
+                context=context,
+                now=now,
+                reply_to=reply_to,
+            )
+
+    def _language(self, snapshot: tickets.TicketSnapshot) -> str:
+        """The customer's language from their mail, else the queue's, else the desk's default."""
+        mailbox = next((m for m in self.settings.mailboxes if m.queue == snapshot.queue), None)
+        default = (mailbox.language if mailbox else None) or self.settings.default_language
+        return pick_language(snapshot.requester_language, default)
+
+    def _to_customer(
+        self,
+        session: Session,
+        snapshot: tickets.TicketSnapshot,
+        template: str,
+        automatic: str,
+        context: dict[str, Any],
+        now: datetime,
+        suppressed: str | None,
+    ) -> None:
+        requester = snapshot.requester
+        reason = suppressed
+        if reason is None and requester is None:
+            reason = "the ticket has no trustworthy requester address"
+        if reason is None and requester is not None and outbox.is_bouncing(session, requester.email, now):
+            reason = f"mail to {requester.email} bounced recently"
+        if reason is not None or requester is None:
+            tickets.add_event(session, snapshot.id, "mail_suppressed", SYSTEM, now, template=template, reason=reason)
+            return
+        self._queue(
+            session,
+            snapshot,
+            kind=template,
+            template=template,
+            to=requester,
+            automatic=automatic,
+            language=self._language(snapshot),
+            context=context,
+            now=now,
+        )
+
+    def _queue(
+        self,
+        session: Session,
+        snapshot: tickets.TicketSnapshot,
+        *,
+        kind: str,
+        template: str,
+        to: Address,
+        automatic: str | None,
+        language: str,
+        context: dict[str, Any],
+        now: datetime,
+        reply_to: Address | None = None,
+    ) -> int:
+        settings = self.settings
+        facts = TicketFacts(
+            snapshot.number,
+            snapshot.subject,
+            snapshot.status,
+            snapshot.priority,
+            snapshot.queue,
+            snapshot.requester.email if snapshot.requester else None,
+        )
+        full_context = {
+            **base_context(
+                facts, tag=f"[{settings.tag} #{snapshot.number}]", desk_name=settings.desk_name, language=language
+            ),
+            **context,
+        }
+        thread = tickets.thread_message_ids(session, snapshot.id)
+        message_id = make_message_id(
+            settings.secret,
+            ticket=snapshot.number,
+            recipient=to.email,
+            nonce=secrets.token_hex(6),
+            domain=settings.domain,
+        )
+        payload = {
+            "template": template,
+            "language": language,
+            "context": full_context,
+            "from": _as_dict(self.queue_address(snapshot.queue)),
+            "to": _as_dict(to),
+            "reply_to": _as_dict(reply_to) if reply_to else None,
+            "in_reply_to": thread[-1] if thread else None,
+            "references": [*thread, pseudo_reference(snapshot.number, settings.domain)],
+            "automatic": automatic,
+        }
+        outbox_id = outbox.add(
+            session,
+            ticket_id=snapshot.id,
+            kind=kind,
+            recipient=to.email,
+            message_id=message_id,
+            automatic=automatic is not None,
+            payload=payload,
+            now=now,
+        )
+        tickets.add_event(
+            session,
+            snapshot.id,
+            "mail_queued",
+            SYSTEM,
+            now,
+            mail=kind,
+            recipient=to.email,
+            outbox_id=outbox_id,
+            message_id=message_id,
+        )
+        return outbox_id

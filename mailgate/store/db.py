@@ -1,0 +1,60 @@
+"""Engine factory: SQLite in WAL mode with synchronous=FULL and BEGIN IMMEDIATE, or PostgreSQL.
+
+A transaction that claims work and updates it must not interleave with another, so SQLite
+writers take the write lock at BEGIN (SQLAlchemy's documented pysqlite recipe).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+
+def normalise_url(url: str) -> str:
+    """Pick the psycopg 3 driver for plain postgresql:// URLs."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+def make_engine(url: str, busy_timeout_seconds: float = 5.0) -> Engine:
+    """Build the process's one engine for `url`, creating the SQLite file's directory."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        return _make_sqlite_engine(url, busy_timeout_seconds)
+    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+
+def _make_sqlite_engine(url: str, busy_timeout_seconds: float) -> Engine:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"timeout": busy_timeout_seconds, "check_same_thread": False},
+        # Each thread hop gets a fresh connection cheaply; a pool would pin connections to
+        # threads for no gain with SQLite's file-level locking.
+        poolclass=NullPool,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before it returns, which is what a 250 reply promises.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,179 @@
+"""The inbound queue: raw mail committed before it is acknowledged, then claimed by workers.
+
+States: queued -> processing -> done | failed | ignored. A claim increments `attempts` in its own
+short transaction, so a message that kills the worker is counted; at the limit it is parked as
+failed instead of looping (Mailman's switchboard does the same with its .bak files).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from mailgate.store.models import Inbound
+
+QUEUED, PROCESSING, DONE, FAILED, IGNORED = "queued", "processing", "done", "failed", "ignored"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Where a message came from and whom it was addressed to, as the transport saw it."""
+
+    source: str
+    mail_from: str = ""
+    rcpt_tos: tuple[str, ...] = ()
+    peer: str = ""
+
+
+@dataclass(frozen=True)
+class InboundItem:
+    id: int
+    raw: bytes
+    envelope: Envelope
+    attempts: int
+
+
+@dataclass(frozen=True)
+class InboundSummary:
+    id: int
+    received_at: datetime
+    source: str
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    size: int
+    state: str
+    attempts: int
+    last_error: str | None
+    ticket_number: int | None
+
+
+def enqueue(session: Session, raw: bytes, envelope: Envelope, now: datetime) -> int:
+    """Add raw bytes to the queue; the caller's commit is what makes them durable."""
+    row = Inbound(
+        received_at=now,
+        source=envelope.source,
+        peer=envelope.peer[:100],
+        mail_from=envelope.mail_from,
+        rcpt_tos=json.dumps(list(envelope.rcpt_tos)),
+        raw=raw,
+        size=len(raw),
+        state=QUEUED,
+        attempts=0,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def claim_next(session: Session, max_attempts: int, now: datetime) -> InboundItem | None:
+    """Take the oldest queued message; park it as failed if it already crashed the worker."""
+    query = select(Inbound).where(Inbound.state == QUEUED).order_by(Inbound.id).limit(1)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    row = session.scalars(query).first()
+    if row is None:
+        return None
+    if row.attempts >= max_attempts:
+        row.state = FAILED
+        row.last_error = f"crashed the worker {row.attempts} times; not retried automatically"
+        return claim_next(session, max_attempts, now)
+    row.state = PROCESSING
+    row.attempts += 1
+    row.claimed_at = now
+    envelope = Envelope(row.source, row.mail_from, tuple(json.loads(row.rcpt_tos)), row.peer)
+    return InboundItem(row.id, row.raw, envelope, row.attempts)
+
+
+def requeue_stale(session: Session, claimed_before: datetime) -> int:
+    """A row left `processing` since before `claimed_before` means its worker died: queue it again."""
+    result = session.execute(
+        update(Inbound).where(Inbound.state == PROCESSING, Inbound.claimed_at < claimed_before).values(state=QUEUED)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE has rowcount
+
+
+def release(session: Session, inbound_id: int) -> None:
+    """Give a message back after a temporary failure, without counting it as a crash."""
+    session.execute(
+        update(Inbound)
+        .where(Inbound.id == inbound_id, Inbound.state == PROCESSING)
+        .values(state=QUEUED, attempts=Inbound.attempts - 1)
+    )
+
+
+def finish(
+    session: Session,
+    inbound_id: int,
+    state: str,
+    now: datetime,
+    *,
+    error: str | None = None,
+    ticket_number: int | None = None,
+) -> None:
+    """Record the outcome; the raw bytes stay, whatever the outcome."""
+    session.execute(
+        update(Inbound)
+        .where(Inbound.id == inbound_id)
+        .values(state=state, last_error=error, processed_at=now, ticket_number=ticket_number)
+    )
+
+
+def retry(session: Session, inbound_id: int) -> str | None:
+    """Queue a failed or ignored message again; returns its previous state, None if unknown."""
+    row = session.get(Inbound, inbound_id)
+    if row is None:
+        return None
+    previous = row.state
+    if previous in (FAILED, IGNORED):
+        row.state, row.attempts, row.last_error = QUEUED, 0, None
+    return previous
+
+
+def list_inbound(session: Session, *, failed_only: bool = False, limit: int = 100) -> list[InboundSummary]:
+    """The newest messages first, without their raw bytes."""
+    query = (
+        select(
+            Inbound.id,
+            Inbound.received_at,
+            Inbound.source,
+            Inbound.mail_from,
+            Inbound.rcpt_tos,
+            Inbound.size,
+            Inbound.state,
+            Inbound.attempts,
+            Inbound.last_error,
+            Inbound.ticket_number,
+        )
+        .order_by(Inbound.id.desc())
+        .limit(limit)
+    )
+    if failed_only:
+        query = query.where(Inbound.state == FAILED)
+    return [
+        InboundSummary(
+            row.id,
+            row.received_at,
+            row.source,
+            row.mail_from,
+            tuple(json.loads(row.rcpt_tos)),
+            row.size,
+            row.state,
+            row.attempts,
+            row.last_error,
+            row.ticket_number,
+        )
+        for row in session.execute(query)
+    ]
+
+
+def count_by_state(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Inbound.state, func.count()).group_by(Inbound.state))
+    return {state: int(count) for state, count in rows}
+
+
+def get_raw(session: Session, inbound_id: int) -> bytes | None:
+    return session.scalar(select(Inbound.raw).where(Inbound.id == inbound_id))

@@ -1,0 +1,196 @@
+"""The outbox: mail to send, written in the same transaction as the change that causes it.
+
+States: queued -> sending -> sent | failed | bounced; a temporary failure puts a row back to
+queued with a later `next_attempt_at`. Rows are claimed in a short transaction and sent outside
+any transaction, so no lock is held across a network call.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from mailgate.store.models import Contact, Outbox
+
+QUEUED, SENDING, SENT, FAILED, BOUNCED = "queued", "sending", "sent", "failed", "bounced"
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    ticket_id: int | None
+    kind: str
+    recipient: str
+    message_id: str
+    automatic: bool
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class OutboxSummary:
+    id: int
+    created_at: datetime
+    kind: str
+    recipient: str
+    message_id: str
+    state: str
+    attempts: int
+    last_error: str | None
+    sent_at: datetime | None
+
+
+def add(
+    session: Session,
+    *,
+    ticket_id: int | None,
+    kind: str,
+    recipient: str,
+    message_id: str,
+    automatic: bool,
+    payload: dict[str, Any],
+    now: datetime,
+) -> int:
+    row = Outbox(
+        created_at=now,
+        ticket_id=ticket_id,
+        kind=kind,
+        recipient=recipient,
+        message_id=message_id,
+        automatic=automatic,
+        payload=json.dumps(payload, ensure_ascii=False),
+        state=QUEUED,
+        attempts=0,
+        next_attempt_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def claim_due(session: Session, now: datetime, limit: int = 10) -> list[OutboxItem]:
+    """Take up to `limit` rows that are due; SKIP LOCKED lets several processes share the outbox."""
+    query = (
+        select(Outbox)
+        .where(Outbox.state == QUEUED, Outbox.next_attempt_at <= now)
+        .order_by(Outbox.next_attempt_at, Outbox.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    items = []
+    for row in session.scalars(query):
+        row.state, row.claimed_at, row.attempts = SENDING, now, row.attempts + 1
+        items.append(
+            OutboxItem(
+                row.id,
+                row.ticket_id,
+                row.kind,
+                row.recipient,
+                row.message_id,
+                row.automatic,
+                json.loads(row.payload),
+                row.attempts,
+                row.created_at,
+            )
+        )
+    return items
+
+
+def mark_sent(session: Session, outbox_id: int, now: datetime) -> None:
+    session.execute(update(Outbox).where(Outbox.id == outbox_id).values(state=SENT, sent_at=now, last_error=None))
+
+
+def schedule_retry(session: Session, outbox_id: int, error: str, when: datetime) -> None:
+    session.execute(
+        update(Outbox).where(Outbox.id == outbox_id).values(state=QUEUED, next_attempt_at=when, last_error=error)
+    )
+
+
+def postpone(session: Session, outbox_id: int, when: datetime, reason: str) -> None:
+    """Put a claimed row back without counting an attempt (the circuit breaker holds it)."""
+    session.execute(
+        update(Outbox)
+        .where(Outbox.id == outbox_id)
+        .values(state=QUEUED, next_attempt_at=when, attempts=Outbox.attempts - 1, last_error=reason)
+    )
+
+
+def mark_failed(session: Session, outbox_id: int, error: str) -> None:
+    session.execute(update(Outbox).where(Outbox.id == outbox_id).values(state=FAILED, last_error=error))
+
+
+def mark_bounced(session: Session, outbox_id: int, reason: str) -> tuple[int | None, str] | None:
+    """Record a bounce; returns (ticket id, recipient) of the row, None when no such row exists."""
+    row = session.get(Outbox, outbox_id)
+    if row is None:
+        return None
+    row.state, row.last_error = BOUNCED, reason[:1000]
+    return row.ticket_id, row.recipient
+
+
+def requeue_stale(session: Session, claimed_before: datetime) -> int:
+    """Rows left `sending` by a dead process are sent again, with the same Message-ID."""
+    result = session.execute(
+        update(Outbox).where(Outbox.state == SENDING, Outbox.claimed_at < claimed_before).values(state=QUEUED)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE has rowcount
+
+
+def sent_since(session: Session, since: datetime, *, automatic: bool = True) -> int:
+    """How many mails of the kind left since `since`: the circuit breaker's measure."""
+    return int(
+        session.scalar(select(func.count()).where(Outbox.sent_at >= since, Outbox.automatic.is_(automatic))) or 0
+    )
+
+
+def retry(session: Session, outbox_id: int, now: datetime) -> str | None:
+    row = session.get(Outbox, outbox_id)
+    if row is None:
+        return None
+    previous = row.state
+    if previous in (FAILED, BOUNCED):
+        row.state, row.next_attempt_at, row.attempts, row.last_error = QUEUED, now, 0, None
+    return previous
+
+
+def list_outbox(session: Session, *, failed_only: bool = False, limit: int = 100) -> list[OutboxSummary]:
+    query = (
+        select(
+            Outbox.id,
+            Outbox.created_at,
+            Outbox.kind,
+            Outbox.recipient,
+            Outbox.message_id,
+            Outbox.state,
+            Outbox.attempts,
+            Outbox.last_error,
+            Outbox.sent_at,
+        )
+        .order_by(Outbox.id.desc())
+        .limit(limit)
+    )
+    if failed_only:
+        query = query.where(Outbox.state.in_((FAILED, BOUNCED)))
+    return [OutboxSummary(*row) for row in session.execute(query)]
+
+
+def mark_contact_bouncing(session: Session, email: str, until: datetime, reason: str) -> None:
+    session.execute(
+        update(Contact).where(Contact.email == email).values(bouncing_until=until, bounce_reason=reason[:500])
+    )
+
+
+def is_bouncing(session: Session, email: str, now: datetime) -> bool:
+    until = session.scalar(select(Contact.bouncing_until).where(Contact.email == email))
+    return until is not None and until > now
+
+
+def outbox_id_by_message_id(session: Session, message_id: str) -> int | None:
+    return session.scalar(select(Outbox.id).where(Outbox.message_id == message_id))

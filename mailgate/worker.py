@@ -1,0 +1,189 @@
+"""InboundWorker: claim a queued message, parse it off the loop, file it in one transaction (tier 3).
+
+The flow of one message: claim (own short transaction, counts the attempt) -> parse within
+limits -> store attachment blobs -> file into a ticket and mark the row done, all in one
+transaction. A message that cannot be processed is kept as failed with the reason; the worker
+goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mailgate.clock import Clock
+from mailgate.domain.message import ParsedMessage
+from mailgate.errors import PermanentFailure, TemporaryFailure
+from mailgate.filing import Arrival, FilingOutcome, FilingPolicy, file_message
+from mailgate.mail.classify import parse_delivery_report
+from mailgate.mail.limits import ParseLimits
+from mailgate.mail.parse import parse_message
+from mailgate.mail.tokens import outbox_of_bounce_address
+from mailgate.notify.queueing import Notifier
+from mailgate.store import inbound
+from mailgate.store.blobs import BlobStore
+from mailgate.store.transaction import Store
+
+log = structlog.get_logger("mailgate.worker")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    policy: FilingPolicy
+    limits: ParseLimits
+    max_attempts: int = 3
+    idle_poll_seconds: float = 1.0
+    max_backoff_seconds: float = 30.0
+
+
+class InboundWorker:
+    def __init__(
+        self,
+        store: Store,
+        blobs: BlobStore,
+        clock: Clock,
+        settings: WorkerSettings,
+        notifier: Notifier,
+        on_filed: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.notifier = notifier
+        # Called on the loop after each filed message, which may have queued mail to send.
+        self.on_filed = on_filed
+        self.blobs = blobs
+        self.clock = clock
+        self.settings = settings
+        self.wakeup = asyncio.Event()
+
+    def notify(self) -> None:
+        """New work was queued in this process; wake the worker now instead of at the next poll."""
+        self.wakeup.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process messages until `stop` is set; the current message is always finished."""
+        backoff = 0.0
+        while not stop.is_set():
+            self.wakeup.clear()
+            try:
+                worked = await self.process_one()
+                backoff = 0.0
+            except TemporaryFailure as error:
+                backoff = min(max(backoff * 2, 0.5), self.settings.max_backoff_seconds)
+                log.warning("worker_backing_off", error=str(error), seconds=backoff)
+                await _wait_any(stop, None, backoff)
+                continue
+            if not worked:
+                await _wait_any(stop, self.wakeup, self.settings.idle_poll_seconds)
+
+    async def run_until_idle(self) -> int:
+        """Process until the queue is empty; returns how many messages were handled."""
+        count = 0
+        while await self.process_one():
+            count += 1
+        return count
+
+    async def process_one(self) -> bool:
+        """Claim and handle one message; False when nothing was queued."""
+        item = await self.store.call(inbound.claim_next, self.settings.max_attempts, self.clock.now())
+        if item is None:
+            return False
+        with structlog.contextvars.bound_contextvars(inbound_id=item.id):
+            await asyncio.to_thread(self._handle, item)
+        if self.on_filed is not None:
+            self.on_filed()
+        return True
+
+    def _handle(self, item: inbound.InboundItem) -> None:
+        """Runs in a worker thread: parse, store blobs, file; any failure is kept with its reason."""
+        started = time.perf_counter()
+        try:
+            parsed = parse_message(item.raw, self.settings.limits)
+        except PermanentFailure as error:
+            self._fail(item, f"rejected: {error}")
+            return
+        except Exception as error:  # One catch-all per unit of work: a parser bug must not stop the worker.
+            log.exception("parse_crashed", error_type=type(error).__name__)
+            self._fail(item, f"parser error: {type(error).__name__}: {error}"[:500])
+            return
+        with structlog.contextvars.bound_contextvars(message_id=parsed.message_id):
+            try:
+                for attachment in parsed.attachments:
+                    self.blobs.put(attachment.data)
+                outcome = self._file(item, parsed)
+            except TemporaryFailure:
+                self._release(item)
+                raise
+            except Exception as error:  # The message is kept as failed; the worker goes on.
+                log.exception("filing_crashed", error_type=type(error).__name__)
+                self._fail(item, f"internal error: {type(error).__name__}: {error}"[:500])
+                return
+            elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+            log.info(
+                "inbound_processed",
+                result=outcome.result,
+                ticket=outcome.ticket_number,
+                ms=elapsed_ms,
+                note=outcome.note,
+            )
+
+    def _file(self, item: inbound.InboundItem, parsed: ParsedMessage) -> FilingOutcome:
+        try:
+            return self.store.run(self._file_in_session, item, parsed)
+        except IntegrityError:
+            # Another worker stored the same Message-ID between our look-up and our insert: run
+            # again, and the duplicate check now sees it.
+            return self.store.run(self._file_in_session, item, parsed)
+
+    def _arrival(self, item: inbound.InboundItem, parsed: ParsedMessage) -> Arrival:
+        """What the envelope and the raw bytes say beyond the parsed message: bounces, the null sender."""
+        secret = self.settings.policy.secret
+        bounce_ids = [i for r in item.envelope.rcpt_tos if (i := outbox_of_bounce_address(secret, r)) is not None]
+        content_type = parsed.header("content-type")
+        report = None
+        if content_type and "multipart/report" in content_type[0].lower():
+            report = parse_delivery_report(item.raw)
+        smtp = item.envelope.source in ("smtp", "lmtp")
+        return Arrival(
+            inbound_id=item.id,
+            recipients=item.envelope.rcpt_tos,
+            envelope_sender=item.envelope.mail_from if smtp else None,
+            bounce_outbox_id=bounce_ids[0] if bounce_ids else None,
+            delivery_report=report,
+        )
+
+    def _file_in_session(self, session: Session, item: inbound.InboundItem, parsed: ParsedMessage) -> FilingOutcome:
+        now = self.clock.now()
+        outcome = file_message(
+            session, parsed, self._arrival(item, parsed), policy=self.settings.policy, notifier=self.notifier, now=now
+        )
+        state = inbound.IGNORED if outcome.result == "ignored" else inbound.DONE
+        error = outcome.note if state == inbound.IGNORED else None
+        inbound.finish(session, item.id, state, now, error=error, ticket_number=outcome.ticket_number)
+        return outcome
+
+    def _fail(self, item: inbound.InboundItem, reason: str) -> None:
+        log.warning("inbound_failed", reason=reason)
+        self.store.run(inbound.finish, item.id, inbound.FAILED, self.clock.now(), error=reason)
+
+    def _release(self, item: inbound.InboundItem) -> None:
+        try:
+            self.store.run(inbound.release, item.id)
+        except TemporaryFailure:
+            log.warning("inbound_release_failed", note="the message is queued again at the next start")
+
+
+async def _wait_any(stop: asyncio.Event, other: asyncio.Event | None, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if other is not None:
+        waiters.append(asyncio.ensure_future(other.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

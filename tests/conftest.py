@@ -1,0 +1,61 @@
+"""Fixtures: a database URL parametrised over SQLite and PostgreSQL, configs and a running App."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailgate.config import Config, build_config
+from tests.support.databases import postgres_schema_url, postgres_unavailable_reason
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The same test runs on SQLite and on the machine's PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'mailgate.sqlite3'}"
+        return
+    reason = postgres_unavailable_reason()
+    if reason:
+        print(f"\nskipping PostgreSQL: {reason}")
+        pytest.skip(reason)
+    with postgres_schema_url() as url:
+        yield url
+
+
+def make_config(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Config:
+    """A test configuration: loopback, port 0, two support mailboxes, one agent."""
+    data: dict[str, Any] = {
+        "storage": {"data_dir": str(tmp_path / "data"), "database_url": db_url},
+        "smtp": {"listen": "127.0.0.1:0"},
+        "helpdesk": {"name": "Acme Support", "domain": "example.com"},
+        "mailboxes": [
+            {"address": "support@example.com", "queue": "support"},
+            {"address": "billing@example.com", "queue": "billing"},
+        ],
+        "agents": [{"email": "agent@example.com", "name": "Agnes Agent", "queues": ["support"]}],
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values} if isinstance(values, dict) else values
+    return build_config(data, tmp_path)
+
+
+@pytest.fixture
+def config_factory(tmp_path: Path, db_url: str) -> Callable[..., Config]:
+    return lambda **sections: make_config(tmp_path, db_url, **sections)
+
+
+@pytest.fixture
+async def app(config_factory: Callable[..., Config]) -> AsyncIterator[Any]:
+    """A started App on an OS-chosen loopback port; stopped after the test."""
+    from mailgate.app import App
+
+    application = App(config_factory())
+    await application.start()
+    try:
+        yield application
+    finally:
+        await application.stop()

@@ -1,0 +1,135 @@
+"""The command line as an operator uses it: real processes, real database, exit codes and output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import write_config
+from tests.support.mailfactory import make_mail
+
+
+def mailgate(config: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailgate", "--config", str(config), *args],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, db_url: str) -> Path:
+    path = write_config(tmp_path / "mailgate.toml", data_dir=tmp_path / "data", db_url=db_url, port=2599)
+    assert mailgate(path, "db", "upgrade").returncode == 0
+    return path
+
+
+def process_queue(config: Path) -> None:
+    """Run the worker once over the queue, as the daemon would."""
+    code = (
+        "import asyncio, sys\n"
+        "from mailgate.app import App\n"
+        "from mailgate.config import load_config\n"
+        "async def main():\n"
+        "    app = App(load_config(sys.argv[1]))\n"
+        "    await app.worker.run_until_idle()\n"
+        "    app.store.dispose()\n"
+        "asyncio.run(main())\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(config)], check=True, timeout=120)
+
+
+def test_deliver_queues_and_tickets_list_shows_json(config_file: Path) -> None:
+    """`deliver` exits 0, and after processing `tickets list --json` has the stable fields."""
+    result = mailgate(
+        config_file, "deliver", "--recipient", "support@example.com", stdin=make_mail(subject="Cannot log in")
+    )
+    assert result.returncode == 0, result.stderr
+    process_queue(config_file)
+    listing = mailgate(config_file, "tickets", "list", "--json")
+    assert listing.returncode == 0, listing.stderr
+    (ticket,) = json.loads(listing.stdout)
+    assert {
+        "number",
+        "subject",
+        "status",
+        "priority",
+        "queue",
+        "requester",
+        "assignee",
+        "tags",
+        "message_count",
+        "created_at",
+        "updated_at",
+    } <= ticket.keys()
+    assert ticket["subject"] == "Cannot log in" and ticket["status"] == "new" and ticket["message_count"] == 1
+    shown = mailgate(config_file, "tickets", "show", str(ticket["number"]))
+    assert shown.returncode == 0 and b"Cannot log in" in shown.stdout and b"ticket_created" in shown.stdout
+    filtered = json.loads(mailgate(config_file, "tickets", "list", "--status", "closed", "--json").stdout)
+    assert filtered == []
+
+
+def test_deliver_exit_codes(config_file: Path) -> None:
+    """Empty input is 65, an unknown recipient 67; a missing schema or a broken config is 75 so the MTA retries."""
+    assert mailgate(config_file, "deliver", stdin=b"").returncode == 65
+    unknown = mailgate(config_file, "deliver", "--recipient", "nobody@example.com", stdin=make_mail())
+    assert unknown.returncode == 67 and b"no such mailbox" in unknown.stderr
+    broken = config_file.with_name("broken.toml")
+    broken.write_text('[smtp]\nlisten = "nope"\n')
+    assert mailgate(broken, "deliver", stdin=make_mail()).returncode == 75
+
+
+def test_deliver_without_schema_is_temporary(tmp_path: Path) -> None:
+    """A database that was never set up answers 75 with the command to run."""
+    path = write_config(
+        tmp_path / "m.toml", data_dir=tmp_path / "d", db_url=f"sqlite:///{tmp_path / 'd' / 'x.sqlite3'}", port=2598
+    )
+    (tmp_path / "d").mkdir()
+    result = mailgate(path, "deliver", stdin=make_mail())
+    assert result.returncode == 75 and b"db upgrade" in result.stderr
+
+
+def test_failed_message_is_listed_and_can_be_retried(config_file: Path) -> None:
+    """A message over a limit is kept as failed with its reason; `inbound retry` queues it again."""
+    hostile = (
+        b"From: a@b.example\r\nTo: support@example.com\r\nSubject: deep\r\n"
+        + b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n"
+    )
+    for depth in range(1, 80):
+        hostile += f"--b{depth - 1}\r\nContent-Type: multipart/mixed; boundary=b{depth}\r\n\r\n".encode()
+    assert mailgate(config_file, "deliver", stdin=hostile).returncode == 0
+    process_queue(config_file)
+    failed = json.loads(mailgate(config_file, "inbound", "list", "--failed", "--json").stdout)
+    assert len(failed) == 1 and "MIME" in failed[0]["last_error"]
+    retried = mailgate(config_file, "inbound", "retry", str(failed[0]["id"]))
+    assert retried.returncode == 0 and b"queued again" in retried.stdout
+    assert mailgate(config_file, "inbound", "retry", "999999").returncode == 1
+    assert json.loads(mailgate(config_file, "inbound", "list", "--failed", "--json").stdout) == []
+
+
+def test_check_config_names_the_bad_key(tmp_path: Path) -> None:
+    """check-config reports the key path and expected form, and exits 78."""
+    path = tmp_path / "bad.toml"
+    path.write_text('[smtp]\nlisten = "2525"\n')
+    result = mailgate(path, "check-config")
+    assert result.returncode == 78
+    assert b'smtp.listen: expected "HOST:PORT"' in result.stderr
+
+
+def test_deliver_does_not_import_sqlalchemy(config_file: Path) -> None:
+    """The MTA pipe path stays lean: SQLAlchemy and aiosmtpd are never imported by `deliver`."""
+    code = (
+        "import sys, io\n"
+        "from mailgate import cli\n"
+        f"sys.stdin = io.TextIOWrapper(io.BytesIO({make_mail()!r}))\n"
+        f"code = cli.main(['--config', {str(config_file)!r}, 'deliver'])\n"
+        "assert code == 0, code\n"
+        "heavy = [m for m in ('sqlalchemy', 'aiosmtpd', 'mailparser', 'alembic') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

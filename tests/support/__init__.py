@@ -1,0 +1,1 @@
+"""Helpers shared by the test suite: databases, mail builders, SMTP clients, the daemon as a process."""

@@ -1,0 +1,65 @@
+"""Configuration: defaults, and errors that name the key and the expected form."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailgate.config import build_config, load_config
+from mailgate.errors import ConfigError
+
+
+def test_embedded_default_is_sqlite_on_loopback(tmp_path: Path) -> None:
+    """With no file: SQLite in ./mailgate-data, SMTP on 127.0.0.1:2525, one mailbox."""
+    config = build_config({}, tmp_path)
+    assert config.storage.database_url == f"sqlite:///{tmp_path / 'mailgate-data' / 'mailgate.sqlite3'}"
+    assert (config.smtp.host, config.smtp.port, config.smtp.lmtp) == ("127.0.0.1", 2525, False)
+    assert config.smtp.max_message_bytes == 25 * 1024 * 1024
+    assert [m.address for m in config.mailboxes] == ["support@example.com"]
+
+
+def test_subject_tag_defaults_to_the_name(tmp_path: Path) -> None:
+    """[helpdesk] name sets the tag unless subject_tag is given."""
+    assert build_config({"helpdesk": {"name": "Acme Support"}}, tmp_path).helpdesk.subject_tag == "Acme Support"
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "expected"),
+    [
+        ({"smtp": {"listen": "2525"}}, "smtp.listen", '"HOST:PORT"'),
+        ({"smtp": {"lmtp": "yes"}}, "smtp.lmtp", "true or false"),
+        ({"smtp": {"max_message_bytes": -1}}, "smtp.max_message_bytes", "a positive integer"),
+        ({"smtp": {"listne": "x"}}, "smtp.listne", "known keys"),
+        ({"mailboxes": [{"address": "not-an-address"}]}, "mailboxes[0].address", "an email address"),
+        ({"mailboxes": [{"queue": "x"}]}, "mailboxes[0].address", "required"),
+        ({"agents": [{"email": "a@b.example", "queues": "support"}]}, "agents[0].queues", "a list"),
+        ({"storage": {"database_url": "mysql://x"}}, "storage.database_url", "postgresql"),
+        ({"helpdesk": {"subject_tag": "[x]"}}, "helpdesk.subject_tag", "without"),
+        ({"limits": {"max_mime_depth": 0}}, "limits.max_mime_depth", "a positive integer"),
+        ({"logging": {"level": "loud"}}, "logging.level", "info"),
+        ({"nonsense": {}}, "nonsense", "known keys"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, data: dict[str, object], key: str, expected: str) -> None:
+    """Each wrong key or value is reported with its path and what was expected."""
+    with pytest.raises(ConfigError) as error:
+        build_config(data, tmp_path)
+    assert error.value.key == key
+    assert expected in str(error.value)
+
+
+def test_unreadable_toml_is_a_config_error(tmp_path: Path) -> None:
+    """A syntax error in the file is reported as such, with the file named."""
+    path = tmp_path / "bad.toml"
+    path.write_text("[smtp\nlisten = 1")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "valid TOML" in str(error.value)
+
+
+def test_example_file_is_valid(tmp_path: Path) -> None:
+    """The documented example configuration loads as it is."""
+    example = Path(__file__).parents[2] / "config" / "mailgate.example.toml"
+    config = load_config(example)
+    assert config.smtp.port == 2525
