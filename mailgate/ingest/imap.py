@@ -48,6 +48,10 @@ class ImapError(MailgateError):
     """An account problem that is not the network's: no STARTTLS, a missing folder, a failed token command."""
 
 
+class TokenCommandFailed(ImapError):
+    """token_command gave no access token; reported like a failed login."""
+
+
 def describe_error(error: BaseException, account: ImapAccount) -> str:
     """The error class in words an operator can act on; never includes a secret or a protocol trace."""
     where = f"{account.host}:{account.port}"
@@ -144,20 +148,24 @@ class ImapConnection:
         return sorted(uid for uid in found if uid <= last_uid)
 
     def sizes(self, uids: Sequence[int]) -> dict[int, int]:
-        return {uid: int(data[b"RFC822.SIZE"]) for uid, data in self.client.fetch(uids, ["RFC822.SIZE"]).items()}
+        fetched = self._fetch(uids, "RFC822.SIZE", b"RFC822.SIZE")
+        return {uid: int(size) for uid, size in fetched.items()}
 
     def bodies(self, uids: Sequence[int]) -> dict[int, bytes]:
         # BODY.PEEK: fetching must not set \Seen by itself (RFC 3501 6.4.5).
-        return self._fetch_part(uids, "BODY.PEEK[]", b"BODY[]")
+        return {uid: bytes(raw) for uid, raw in self._fetch(uids, "BODY.PEEK[]", b"BODY[]").items()}
 
     def headers(self, uids: Sequence[int]) -> dict[int, bytes]:
-        return self._fetch_part(uids, "BODY.PEEK[HEADER]", b"BODY[HEADER]")
+        return {uid: bytes(raw) for uid, raw in self._fetch(uids, "BODY.PEEK[HEADER]", b"BODY[HEADER]").items()}
 
-    def _fetch_part(self, uids: Sequence[int], item: str, key: bytes) -> dict[int, bytes]:
+    def _fetch(self, uids: Sequence[int], item: str, key: bytes) -> dict[int, Any]:
+        """One data item per requested UID; unsolicited FETCH responses (another client's flag
+        changes, RFC 3501 7.4.2) may ride along and are dropped."""
         if not uids:
             return {}
+        wanted = set(uids)
         fetched = self.client.fetch(uids, [item])
-        return {uid: bytes(data[key]) for uid, data in fetched.items() if data.get(key) is not None}
+        return {uid: data[key] for uid, data in fetched.items() if uid in wanted and data.get(key) is not None}
 
     def move(self, uids: Sequence[int], name: str) -> None:
         folder = self.server_name(name)
@@ -306,10 +314,6 @@ def probe_account(account: ImapAccount) -> str:
         return describe_error(error, account)
     finally:
         connection.close()
-
-
-class TokenCommandFailed(ImapError):
-    """token_command gave no access token; reported like a failed login."""
 
 
 class MailboxPoller:

@@ -81,6 +81,7 @@ _RESERVED_STEMS = frozenset(
 )
 _WINDOWS_FORBIDDEN = re.compile(r'[<>:"|?*]')
 _WHITESPACE_RUN = re.compile(r"\s+")
+_CONTROL_SPACES = str.maketrans("\t\n\v\f\r", "     ")
 
 
 def guess_extension(content_type: str) -> str:
@@ -113,7 +114,7 @@ def safe_filename(name: str | None, fallback: str) -> str:
 
 
 def _clean_name(name: str) -> str:
-    text = unicodedata.normalize("NFC", name)
+    text = unicodedata.normalize("NFC", name).translate(_CONTROL_SPACES)
     # Drop every Unicode control, format (bidi overrides such as U+202E make "evil\u202efdp.exe"
     # display as "evilexe.pdf"), surrogate and private-use or unassigned character.
     text = "".join(char for char in text if not unicodedata.category(char).startswith("C"))
@@ -147,8 +148,7 @@ _TNEF_HEADER = 6
 _TNEF_OBJECT_OVERHEAD = 11  # level (1), id (2), type (2), length (4), ..., checksum (2)
 _MAX_TNEF_OBJECTS = 20_000
 _MAX_MAPI_VALUES = 100_000
-_FIXED_MAPI_SIZES = {0x2: 2, 0xB: 2, 0x3: 4, 0x4: 4, 0xA: 4, 0x5: 8, 0x6: 8, 0x7: 8, 0x14: 8,
-                     0x40: 8, 0x48: 16}
+_FIXED_MAPI_SIZES = {0x2: 2, 0xB: 2, 0x3: 4, 0x4: 4, 0xA: 4, 0x5: 8, 0x6: 8, 0x7: 8, 0x14: 8, 0x40: 8, 0x48: 16}
 _VARIABLE_MAPI_TYPES = frozenset({0x0, 0xD, 0x1E, 0x1F, 0x102})
 _BINARY_MAPI_TYPE = 0x102
 _MULTI_VALUE_FLAG = 0x1000
@@ -249,9 +249,7 @@ def _mapi_is_bounded(block: bytes) -> bool:
         if offset + 4 > len(block):
             return False
         attr_type, attr_name = struct.unpack_from("<HH", block, offset)
-        offset = _skip_named_property(block, offset + 4) if attr_name >= _NAMED_PROPERTY else (
-            offset + 4
-        )
+        offset = _skip_named_property(block, offset + 4) if attr_name >= _NAMED_PROPERTY else (offset + 4)
         step = _skip_mapi_values(block, offset, attr_type, attr_name)
         if step is None:
             return offset <= len(block)  # tnefparse stops at an unknown type, as may we
@@ -276,9 +274,7 @@ def _skip_named_property(block: bytes, offset: int) -> int:
     return offset + 4 + name_len + (-name_len % 4)
 
 
-def _skip_mapi_values(
-    block: bytes, offset: int, attr_type: int, attr_name: int
-) -> tuple[int, int] | None:
+def _skip_mapi_values(block: bytes, offset: int, attr_type: int, attr_name: int) -> tuple[int, int] | None:
     """(offset after the values, number of values), or None for a type tnefparse rejects."""
     if attr_name == mapi_names.MAPI_ATTACH_DATA_OBJ and _embeds_message(block, offset, attr_type):
         return len(block) + 1, 0

@@ -14,6 +14,7 @@ from mailgate.domain.message import Address, Sender
 
 # Eight physical lines of RFC 5322's 998; longer values are junk or an attack.
 MAX_HEADER_VALUE_CHARS = 998 * 8
+MAX_DECODED_INPUT_CHARS = 4 * MAX_HEADER_VALUE_CHARS
 MAX_MESSAGE_IDS = 100
 MAX_MESSAGE_ID_CHARS = 998
 MAX_ADDRESS_BYTES = 254  # RFC 5321 path limit minus the angle brackets
@@ -59,7 +60,9 @@ def unfold(value: str) -> str:
 
 def decode_header_value(raw: str) -> str:
     """Decode RFC 2047 encoded words; on an unknown charset or broken word return `raw`."""
-    text = unfold(raw)
+    # decode_header is quadratic in the number of encoded words (250 KB of them take over a
+    # second) and callers keep at most MAX_HEADER_VALUE_CHARS, so longer input is cut first.
+    text = unfold(raw[:MAX_DECODED_INPUT_CHARS])
     if "=?" not in text:
         return text
     try:

@@ -53,10 +53,17 @@ class Notifier:
             return tuple(a for a in self.settings.agents if a.email == snapshot.assignee)
         return tuple(a for a in self.settings.agents if not a.queues or snapshot.queue in a.queues)
 
-    def acknowledge(self, session: Session, ticket_id: int, now: datetime, *, suppressed: str | None) -> None:
-        """The customer's acknowledgement of a new ticket, unless there is a reason not to answer."""
+    def acknowledge(
+        self, session: Session, ticket_id: int, now: datetime, *, suppressed: str | None,
+        first_response: str | None = None,
+    ) -> None:
+        """The customer's acknowledgement of a new ticket, unless there is a reason not to answer.
+
+        `first_response` is the expected response time in words, when an SLA applies.
+        """
         snapshot = tickets.ticket_snapshot(session, ticket_id)
-        context = {"customer_name": snapshot.requester.name if snapshot.requester else ""}
+        context = {"customer_name": snapshot.requester.name if snapshot.requester else "",
+                   "first_response": first_response}
         self._to_customer(session, snapshot, "acknowledgement", "auto-replied", context, now, suppressed)
 
     def status_changed(

@@ -194,3 +194,9 @@ def is_bouncing(session: Session, email: str, now: datetime) -> bool:
 
 def outbox_id_by_message_id(session: Session, message_id: str) -> int | None:
     return session.scalar(select(Outbox.id).where(Outbox.message_id == message_id))
+
+
+def unsent_due_count(session: Session, now: datetime) -> int:
+    """Rows being sent, or due to be: zero means the outbox has nothing to do before a retry time."""
+    due = (Outbox.state == QUEUED) & (Outbox.next_attempt_at <= now)
+    return int(session.scalar(select(func.count()).where(due | (Outbox.state == SENDING))) or 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.integration.helpers import inbound_rows, ticket, tickets
+from tests.integration.helpers import drain, inbound_rows, ticket, tickets
 from tests.support.mailfactory import make_mail
 from tests.support.smtp_client import send
 
@@ -33,7 +33,7 @@ async def test_bad_mail_is_kept_and_the_listener_goes_on(app: Any) -> None:
     for raw in (BROKEN_MIME, UNKNOWN_CHARSET, NO_FROM, TWO_FROMS):
         await asyncio.to_thread(send, port, raw)
     await asyncio.to_thread(send, port, make_mail(subject="after the bad ones"))
-    await app.worker.run_until_idle()
+    await drain(app)
     rows = inbound_rows(app)
     assert len(rows) == 5
     assert all(r.state == "done" or (r.state == "failed" and r.last_error) for r in rows)
@@ -46,7 +46,7 @@ async def test_sender_without_a_single_identity_is_untrusted(app: Any) -> None:
     port = app.smtp_address[1]
     for raw in (NO_FROM, TWO_FROMS):
         await asyncio.to_thread(send, port, raw)
-    await app.worker.run_until_idle()
+    await drain(app)
     rows = tickets(app)
     assert len(rows) == 2
     for row in rows:
@@ -57,7 +57,7 @@ async def test_sender_without_a_single_identity_is_untrusted(app: Any) -> None:
 async def test_mail_from_our_own_address_is_ignored_not_ticketed(app: Any) -> None:
     """A mail claiming to come from a support address (a loop) never becomes a ticket; the raw mail is kept."""
     await asyncio.to_thread(send, app.smtp_address[1], make_mail(sender="Support <support+x@example.com>"))
-    await app.worker.run_until_idle()
+    await drain(app)
     assert tickets(app) == []
     (row,) = inbound_rows(app)
     assert row.state == "ignored" and "own address" in (row.last_error or "")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.helpers import inbound_rows, ticket, tickets
+from tests.integration.helpers import drain, inbound_rows, ticket, tickets
 from tests.support.mailfactory import make_mail
 from tests.support.smtp_client import send
 
@@ -60,16 +60,15 @@ async def test_hostile_mail_is_kept_as_failed_quickly_while_others_are_served(ap
     await normal
     (failed,) = [r for r in inbound_rows(app) if r.state == "failed"]
     assert reason_word.lower() in (failed.last_error or "").lower()
-    await app.worker.run_until_idle()
+    await drain(app)
     assert [t.subject for t in tickets(app)] == ["normal mail"]
 
 
 async def test_worker_rejects_each_hostile_message_within_a_second(app: Any) -> None:
     """Parsing limits refuse every hostile shape in well under a second of worker time."""
-    from mailgate.mail.parse import parse_message
-
     from mailgate.errors import MessageRejected
     from mailgate.mail.limits import ParseLimits
+    from mailgate.mail.parse import parse_message
 
     for name, (build, _) in HOSTILE.items():
         raw = build()
@@ -88,7 +87,7 @@ async def test_attachment_names_never_reach_the_filesystem(app: Any, tmp_path: P
         ]
     )
     await asyncio.to_thread(send, app.smtp_address[1], raw)
-    await app.worker.run_until_idle()
+    await drain(app)
     (row,) = tickets(app)
     names = [a["filename"] for a in ticket(app, row.number).messages[0].attachments]
     assert all("/" not in n and "\\" not in n and "\u202e" not in n and not n.startswith(".") for n in names)

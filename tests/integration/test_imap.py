@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +142,9 @@ def test_sigkill_during_import_then_restart_files_each_message_once(tmp_path: Pa
             _wait(lambda: _safe_count(store, Inbound.id) >= 50, 60, "import under way")
             daemon.kill()
             queued_at_kill = _safe_count(store, Inbound.id)
+            # On PostgreSQL a claim counts as dead only after 10 minutes (instances may share the
+            # queue); this stands in for that time passing. SQLite's start-up does the same itself.
+            store.run(inbound.requeue_stale, datetime.now(UTC) + timedelta(seconds=1))
             daemon.start()
             _wait(lambda: all_done(store, 600) and len(message_ids(store)) == 600, 180, "all filed after restart")
             _wait(lambda: server.count("INBOX") == 0, 30, "INBOX emptied")
@@ -369,14 +375,42 @@ def test_check_config_connect_reports_each_account(tmp_path: Path, dovecot: Dove
     assert _mailgate(only_good, "check-config", "--connect").returncode == 0
 
 
-def _account_toml(server: Dovecot, user: str, password: str, folder: str = "INBOX") -> str:
+def _account_toml(
+    server: Dovecot, user: str, password: str, folder: str = "INBOX", *, tls: str = "none", port: int = 0
+) -> str:
     return (
-        f'\n[[imap]]\nhost = "127.0.0.1"\nport = {server.port}\ntls = "none"\nusername = "{user}"\n'
+        f'\n[[imap]]\nhost = "127.0.0.1"\nport = {port or server.port}\ntls = "{tls}"\nusername = "{user}"\n'
         f'password = "{password}"\nfolder = "{folder}"\n'
     )
 
 
-def _mailgate(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _mailgate(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mailgate", "--config", str(config), *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "mailgate", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
     )
+
+
+@sqlite_only
+def test_tls_certificates_are_verified_for_implicit_tls_and_starttls(tmp_path: Path, db_url: str) -> None:
+    """An untrusted certificate fails both TLS modes with a certificate error; trusting it makes both ok."""
+    reason = dovecot_unavailable_reason() or (None if shutil.which("openssl") else "openssl is not installed")
+    if reason:
+        pytest.skip(reason)
+    with Dovecot(tls=True) as server:
+        accounts = _account_toml(server, "agent", "secret", tls="implicit", port=server.tls_port) + _account_toml(
+            server, "agent", "secret", tls="starttls"
+        )
+        config = write_config(
+            tmp_path / "tls.toml", data_dir=tmp_path / "data", db_url=db_url, port=2599, extra=accounts
+        )
+        untrusted = _mailgate(config, "check-config", "--connect")
+        trusted = _mailgate(config, "check-config", "--connect", env={"SSL_CERT_FILE": str(server.certificate)})
+    assert untrusted.returncode == 1
+    assert untrusted.stdout.count("TLS certificate verification failed") == 2, untrusted.stdout
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    assert f"imap[0] agent@127.0.0.1:{server.tls_port}/INBOX: ok" in trusted.stdout
+    assert f"imap[1] agent@127.0.0.1:{server.port}/INBOX: ok" in trusted.stdout

@@ -15,7 +15,7 @@ from mailgate.app import App
 from mailgate.clock import FakeClock
 from mailgate.domain.ticket import TicketStatus
 from mailgate.store import outbox
-from tests.integration.helpers import inbound_rows, ticket, tickets
+from tests.integration.helpers import drain, flush_outbox, inbound_rows, ticket, tickets
 from tests.support.mailfactory import make_mail, with_raw_subject
 from tests.support.smtp_client import send
 from tests.support.smtp_sink import SmtpSink
@@ -47,11 +47,11 @@ async def desk(config_factory: Any, sink: SmtpSink) -> AsyncIterator[App]:
 async def receive(app: App, raw: bytes, **kwargs: Any) -> None:
     assert app.smtp_address is not None
     await asyncio.to_thread(send, app.smtp_address[1], raw, **kwargs)
-    await app.worker.run_until_idle()
+    await drain(app)
 
 
 async def flush(app: App) -> None:
-    await app.outbox_worker.run_until_idle()
+    await flush_outbox(app)
 
 
 def set_status(app: App, number: int, status: TicketStatus) -> None:

@@ -6,7 +6,7 @@ import asyncio
 from base64 import b64encode
 from typing import Any
 
-from tests.integration.helpers import ticket, tickets
+from tests.integration.helpers import drain, ticket, tickets
 from tests.support.mailfactory import make_mail, with_raw_subject
 from tests.support.smtp_client import send
 
@@ -21,7 +21,7 @@ async def test_fifty_senders_make_fifty_tickets(app: Any) -> None:
     for index in range(50):
         sender = f"customer{index}@example.net"
         await deliver(app, make_mail(sender=sender, subject=f"Problem {index}"), sender=sender)
-    await app.worker.run_until_idle()
+    await drain(app)
     rows = tickets(app)
     assert len(rows) == 50
     assert sorted(r.requester for r in rows) == sorted(f"customer{i}@example.net" for i in range(50))
@@ -33,7 +33,7 @@ async def test_replies_thread_by_tag_references_and_prefixes(app: Any) -> None:
     """Replies carrying the tag, only In-Reply-To, foreign prefixes or RFC 2047 subjects join the ticket."""
     first = make_mail(sender="maija@asiakas.fi", subject="Tulostin ei toimi", message_id="<first@asiakas.fi>")
     await deliver(app, first, sender="maija@asiakas.fi")
-    await app.worker.run_until_idle()
+    await drain(app)
     (created,) = tickets(app)
     number = created.number
     tag = f"[Acme Support #{number}]"
@@ -54,7 +54,7 @@ async def test_replies_thread_by_tag_references_and_prefixes(app: Any) -> None:
     ]
     for raw in replies:
         await deliver(app, raw, sender="maija@asiakas.fi")
-    await app.worker.run_until_idle()
+    await drain(app)
     rows = tickets(app)
     assert [r.number for r in rows] == [number]
     detail = ticket(app, number)
@@ -69,7 +69,7 @@ async def test_same_message_twice_is_stored_once(app: Any) -> None:
     raw = make_mail(message_id="<dup@client.example>")
     await deliver(app, raw)
     await deliver(app, raw)
-    await app.worker.run_until_idle()
+    await drain(app)
     (row,) = tickets(app)
     assert row.message_count == 1
 
@@ -80,7 +80,7 @@ async def test_two_support_addresses_make_one_ticket(app: Any) -> None:
     await deliver(app, raw, recipients=("billing@example.com", "support@example.com"))
     # An MTA that splits recipients delivers a second copy: still the same ticket message.
     await deliver(app, raw, recipients=("billing@example.com",))
-    await app.worker.run_until_idle()
+    await drain(app)
     (row,) = tickets(app)
     assert row.queue == "support" and row.message_count == 1
     notes = [e.data["queue"] for e in ticket(app, row.number).events if e.kind == "also_addressed_to"]
@@ -91,11 +91,11 @@ async def test_stranger_with_a_tag_gets_a_new_linked_ticket(app: Any) -> None:
     """Someone who is not a participant cannot enter a ticket by copying its tag."""
     victim = "victim@customer.example"
     await deliver(app, make_mail(sender=victim, subject="My invoice"), sender=victim)
-    await app.worker.run_until_idle()
+    await drain(app)
     (original,) = tickets(app)
     intruder = make_mail(sender="mallory@evil.example", subject=f"Re: [Acme Support #{original.number}] My invoice")
     await deliver(app, intruder, sender="mallory@evil.example")
-    await app.worker.run_until_idle()
+    await drain(app)
     rows = tickets(app)
     assert len(rows) == 2
     new = next(r for r in rows if r.number != original.number)
@@ -110,10 +110,10 @@ async def test_stranger_with_a_tag_gets_a_new_linked_ticket(app: Any) -> None:
 async def test_customer_reply_reopens_answered_conversation_status(app: Any) -> None:
     """A reply to a new ticket keeps it new; the participant's Cc becomes a participant."""
     await deliver(app, make_mail(message_id="<a1@client.example>"))
-    await app.worker.run_until_idle()
+    await drain(app)
     (row,) = tickets(app)
     await deliver(app, make_mail(in_reply_to="<a1@client.example>", cc="boss@customer.example"))
-    await app.worker.run_until_idle()
+    await drain(app)
     detail = ticket(app, row.number)
     assert detail.summary.status == "new"
     assert "boss@customer.example" in detail.participants

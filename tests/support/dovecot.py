@@ -60,12 +60,20 @@ def _user_exists(name: str) -> bool:
 
 
 class Dovecot:
-    """`dovecot -F` with users from `users` (name -> password); `capabilities` replaces the advertised list."""
+    """`dovecot -F` with users from `users` (name -> password); `capabilities` replaces the advertised list.
 
-    def __init__(self, users: dict[str, str] | None = None, *, capabilities: str | None = None) -> None:
+    With `tls`, a self-signed certificate for 127.0.0.1 (`self.certificate`) serves STARTTLS on
+    `port` and implicit TLS on `tls_port`.
+    """
+
+    def __init__(
+        self, users: dict[str, str] | None = None, *, capabilities: str | None = None, tls: bool = False
+    ) -> None:
         self.users = users or {"agent": "secret"}
         self.capabilities = capabilities
+        self.tls = tls
         self.port = free_port()
+        self.tls_port = free_port() if tls else 0
         # Not under pytest's tmp_path: that is mode 0700 and the mail processes run as `nobody`.
         self.root = Path(tempfile.mkdtemp(prefix="mailgate-dovecot-"))
         self.root.chmod(0o755)
@@ -79,6 +87,7 @@ class Dovecot:
         os.chown(home, uid, gid)
         (self.root / "passwd").write_text("".join(f"{user}:{{PLAIN}}{pw}\n" for user, pw in self.users.items()))
         capability = f"imap_capability = {self.capabilities}\n" if self.capabilities else ""
+        ssl = self._ssl_settings() if self.tls else "ssl = no\n"
         self.config = self.root / "dovecot.conf"
         self.config.write_text(
             f"""protocols = imap
@@ -86,8 +95,7 @@ listen = 127.0.0.1
 base_dir = {self.root}/run
 state_dir = {self.root}/state
 log_path = {self.root}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
+{ssl}disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
 default_internal_user = {internal}
@@ -106,11 +114,41 @@ service imap-login {{
     port = {self.port}
   }}
   inet_listener imaps {{
-    port = 0
+    port = {self.tls_port}
   }}
 }}
 """
         )
+
+    @property
+    def certificate(self) -> Path:
+        return self.root / "cert.pem"
+
+    def _ssl_settings(self) -> str:
+        key = self.root / "key.pem"
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                "-keyout",
+                str(key),
+                "-out",
+                str(self.certificate),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return f"ssl = yes\nssl_cert = <{self.certificate}\nssl_key = <{key}\n"
 
     def start(self, timeout: float = 20.0) -> None:
         binary = dovecot_path()

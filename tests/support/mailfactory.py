@@ -38,14 +38,15 @@ def make_mail(
         message["In-Reply-To"] = in_reply_to
     if references:
         message["References"] = references
-    for name, value in (extra_headers or {}).items():
-        message[name] = value
     message.set_content(body)
     if html is not None:
         message.add_alternative(html, subtype="html")
     for filename, content_type, data in attachments or []:
         maintype, subtype = content_type.split("/", 1)
         message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    # After set_content, which clears Content-* headers such as Content-Language.
+    for name, value in (extra_headers or {}).items():
+        message[name] = value
     return message.as_bytes()
 
 

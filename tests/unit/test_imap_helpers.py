@@ -6,10 +6,18 @@ import socket
 import ssl
 from typing import Any
 
+import pytest
 from imapclient.exceptions import LoginError
 
 from mailgate.config import ImapAccount
-from mailgate.ingest.imap import ImapConnection, backoff_delay, chunks_by_size, describe_error
+from mailgate.ingest.imap import (
+    ImapConnection,
+    TokenCommandFailed,
+    _login,
+    backoff_delay,
+    chunks_by_size,
+    describe_error,
+)
 
 ACCOUNT = ImapAccount(host="imap.example.com", username="u", password="hunter2")
 
@@ -70,3 +78,22 @@ def test_move_uses_move_when_offered() -> None:
     client = FakeClient((b"IMAP4REV1", b"MOVE"))
     ImapConnection(client, ACCOUNT).move([7], "mailgate/oversized")
     assert client.commands == [("move", [7], "mailgate.oversized")]
+
+
+def test_xoauth2_login_uses_the_token_command_output() -> None:
+    """auth = "xoauth2" logs in with the stripped stdout of token_command, run without a shell."""
+    account = ImapAccount(host="h", username="u@example.com", auth="xoauth2", token_command=("echo", "tok-123"))
+    client = FakeClient(())
+    _login(client, account)
+    assert client.commands == [("oauth2_login", "u@example.com", "tok-123")]
+
+
+def test_failing_token_command_reports_no_output() -> None:
+    """A failing token_command is a login failure whose message carries its status, never its output."""
+    account = ImapAccount(
+        host="h", username="u", auth="xoauth2", token_command=("sh", "-c", "echo leaked-secret; exit 3")
+    )
+    with pytest.raises(TokenCommandFailed) as caught:
+        _login(FakeClient(()), account)
+    assert "exit status 3" in str(caught.value)
+    assert "leaked-secret" not in str(caught.value)
