@@ -10,6 +10,7 @@ import asyncio
 import fcntl
 import os
 import signal
+import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -36,8 +37,11 @@ from mailgate.worker import InboundWorker, WorkerSettings
 
 log = structlog.get_logger("mailgate.app")
 
-# On PostgreSQL several instances may share the queue, so only a claim this old counts as dead.
-_STALE_CLAIM_ON_SHARED_DATABASE = timedelta(minutes=10)
+
+
+def instance_name(config: Config) -> str:
+    """Who claims work: one process per data directory and host (the data_dir lock enforces it)."""
+    return f"{socket.gethostname()}:{config.storage.data_dir.resolve()}"[:300]
 
 
 class AlreadyRunning(MailgateError):
@@ -89,6 +93,8 @@ def build_outbox_worker(config: Config, store: Store, blobs: BlobStore, clock: C
         loop_token=config.helpdesk.domain,
         max_age=timedelta(hours=outgoing.max_age_hours),
         max_automatic_per_minute=outgoing.max_automatic_per_minute,
+        owner=instance_name(config),
+        claim_timeout=timedelta(seconds=config.worker.claim_timeout_seconds),
     )
     return OutboxWorker(store, relay, TemplateRenderer(config.notify.templates_dir), blobs, clock, settings)
 
@@ -118,7 +124,11 @@ class App:
         blobs = BlobStore(config.storage.data_dir / "attachments")
         secret = load_or_create_secret(config.security.secret_file)
         settings = WorkerSettings(
-            policy=filing_policy(config, secret), limits=config.limits, max_attempts=config.worker.max_attempts
+            policy=filing_policy(config, secret),
+            limits=config.limits,
+            max_attempts=config.worker.max_attempts,
+            owner=instance_name(config),
+            claim_timeout=timedelta(seconds=config.worker.claim_timeout_seconds),
         )
         self.outbox_worker = build_outbox_worker(config, self.store, blobs, self.clock, secret)
         self.worker = InboundWorker(
@@ -132,12 +142,16 @@ class App:
         config.storage.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_data_dir(config.storage.data_dir)
         await asyncio.to_thread(schema.upgrade, self.store.engine)
+        # Our own claims from before a crash are ours to redo now; another instance's only once
+        # they are older than the claim timeout. SQLite has one instance, so every claim is ours.
+        owner = instance_name(config)
         shared = self.store.engine.dialect.name == "postgresql"
-        cutoff = self.clock.now() - (_STALE_CLAIM_ON_SHARED_DATABASE if shared else timedelta(0))
-        requeued = await self.store.call(inbound.requeue_stale, cutoff)
+        timeout = timedelta(seconds=config.worker.claim_timeout_seconds) if shared else timedelta(0)
+        cutoff = self.clock.now() - timeout
+        requeued = await self.store.call(inbound.requeue_stale, cutoff, owner)
         if requeued:
             log.warning("inbound_requeued_after_crash", count=requeued)
-        resend = await self.store.call(outbox.requeue_stale, cutoff)
+        resend = await self.store.call(outbox.requeue_stale, cutoff, owner)
         if resend:
             log.warning("outbox_requeued_after_crash", count=resend, note="sent again with the same Message-ID")
         handler = SmtpIngestHandler(

@@ -80,6 +80,7 @@ class SecurityConfig:
 @dataclass(frozen=True)
 class WorkerConfig:
     max_attempts: int = 3
+    claim_timeout_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -465,7 +466,12 @@ def build_config(data: dict[str, Any], base: Path) -> Config:
     notify = _read_notify(root.table("notify"), base)
     security = _read_security(root.table("security"), storage, base)
     worker_table = root.table("worker")
-    worker = WorkerConfig(max_attempts=worker_table.convert("max_attempts", 3, "a positive integer", _positive))
+    worker = WorkerConfig(
+        max_attempts=worker_table.convert("max_attempts", 3, "a positive integer", _positive),
+        claim_timeout_seconds=worker_table.convert(
+            "claim_timeout_seconds", 300.0, "a positive number of seconds", _positive_number
+        ),
+    )
     worker_table.finish()
     logging_table = root.table("logging")
     logging = LoggingConfig(

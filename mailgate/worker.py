@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -40,6 +41,10 @@ class WorkerSettings:
     max_attempts: int = 3
     idle_poll_seconds: float = 1.0
     max_backoff_seconds: float = 30.0
+    # Who claims: several instances may share a PostgreSQL queue, and a claim older than
+    # `claim_timeout` belongs to an instance that died.
+    owner: str = ""
+    claim_timeout: timedelta = timedelta(minutes=5)
 
 
 class InboundWorker:
@@ -56,6 +61,7 @@ class InboundWorker:
         self.notifier = notifier
         # Called on the loop after each filed message, which may have queued mail to send.
         self.on_filed = on_filed
+        self._last_sweep: datetime | None = None
         self.blobs = blobs
         self.clock = clock
         self.settings = settings
@@ -79,7 +85,18 @@ class InboundWorker:
                 await _wait_any(stop, None, backoff)
                 continue
             if not worked:
+                await self._requeue_abandoned()
                 await _wait_any(stop, self.wakeup, self.settings.idle_poll_seconds)
+
+    async def _requeue_abandoned(self) -> None:
+        """Now and then, take back messages claimed by an instance that died (shared databases)."""
+        now = self.clock.now()
+        if self._last_sweep is not None and now - self._last_sweep < timedelta(seconds=30):
+            return
+        self._last_sweep = now
+        count = await self.store.call(inbound.requeue_stale, now - self.settings.claim_timeout)
+        if count:
+            log.warning("inbound_requeued_from_dead_worker", count=count)
 
     async def run_until_idle(self) -> int:
         """Process until the queue is empty; returns how many messages were handled."""
@@ -90,7 +107,9 @@ class InboundWorker:
 
     async def process_one(self) -> bool:
         """Claim and handle one message; False when nothing was queued."""
-        item = await self.store.call(inbound.claim_next, self.settings.max_attempts, self.clock.now())
+        item = await self.store.call(
+            inbound.claim_next, self.settings.max_attempts, self.clock.now(), self.settings.owner
+        )
         if item is None:
             return False
         with structlog.contextvars.bound_contextvars(inbound_id=item.id):

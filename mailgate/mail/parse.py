@@ -222,7 +222,7 @@ def _parse_mime_stdlib(raw: bytes) -> _MimeResult:
         for part in _walk(tree):
             if not part.is_multipart() and _is_body_text(part):
                 (html if part.get_content_subtype() == "html" else plain).append(_part_text(part))
-    except (RecursionError, MemoryError, Exception) as exc:
+    except Exception as exc:  # RecursionError and MemoryError included: the mail is unreadable
         raise PermanentFailure(f"cannot parse MIME structure: {_short_reason(exc)}") from exc
     return _MimeResult(tree, [text for text in plain if text], [text for text in html if text])
 

@@ -40,6 +40,8 @@ class OutboxSettings:
     max_automatic_per_minute: int = 120
     batch_size: int = 20
     idle_poll_seconds: float = 1.0
+    owner: str = ""
+    claim_timeout: timedelta = timedelta(minutes=5)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -68,6 +70,7 @@ class OutboxWorker:
         self.clock = clock
         self.settings = settings
         self.wakeup = asyncio.Event()
+        self._last_sweep: datetime | None = None
 
     def notify(self) -> None:
         self.wakeup.set()
@@ -82,12 +85,23 @@ class OutboxWorker:
                 log.warning("outbox_backing_off", error=str(error))
                 sent = 0
             if not sent:
+                await self._requeue_abandoned()
                 waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wakeup.wait())]
                 await asyncio.wait(
                     waiters, timeout=self.settings.idle_poll_seconds, return_when=asyncio.FIRST_COMPLETED
                 )
                 for waiter in waiters:
                     waiter.cancel()
+
+    async def _requeue_abandoned(self) -> None:
+        """Now and then, take back mail claimed by an instance that died mid-send (shared databases)."""
+        now = self.clock.now()
+        if self._last_sweep is not None and now - self._last_sweep < timedelta(seconds=30):
+            return
+        self._last_sweep = now
+        count = await self.store.call(outbox.requeue_stale, now - self.settings.claim_timeout)
+        if count:
+            log.warning("outbox_requeued_from_dead_worker", count=count)
 
     async def run_until_idle(self) -> int:
         """Send every due row (tests and `outbox` commands); returns how many were handled."""
@@ -97,7 +111,9 @@ class OutboxWorker:
         return total
 
     async def process_batch(self) -> int:
-        items = await self.store.call(outbox.claim_due, self.clock.now(), self.settings.batch_size)
+        items = await self.store.call(
+            outbox.claim_due, self.clock.now(), self.settings.batch_size, self.settings.owner
+        )
         for item in items:
             with structlog.contextvars.bound_contextvars(outbox_id=item.id, message_id=item.message_id):
                 await asyncio.to_thread(self._deliver, item)

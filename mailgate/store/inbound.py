@@ -69,7 +69,7 @@ def enqueue(session: Session, raw: bytes, envelope: Envelope, now: datetime) -> 
     return row.id
 
 
-def claim_next(session: Session, max_attempts: int, now: datetime) -> InboundItem | None:
+def claim_next(session: Session, max_attempts: int, now: datetime, owner: str = "") -> InboundItem | None:
     """Take the oldest queued message; park it as failed if it already crashed the worker."""
     query = select(Inbound).where(Inbound.state == QUEUED).order_by(Inbound.id).limit(1)
     if session.get_bind().dialect.name == "postgresql":
@@ -80,19 +80,20 @@ def claim_next(session: Session, max_attempts: int, now: datetime) -> InboundIte
     if row.attempts >= max_attempts:
         row.state = FAILED
         row.last_error = f"crashed the worker {row.attempts} times; not retried automatically"
-        return claim_next(session, max_attempts, now)
+        return claim_next(session, max_attempts, now, owner)
     row.state = PROCESSING
     row.attempts += 1
-    row.claimed_at = now
+    row.claimed_at, row.claimed_by = now, owner
     envelope = Envelope(row.source, row.mail_from, tuple(json.loads(row.rcpt_tos)), row.peer)
     return InboundItem(row.id, row.raw, envelope, row.attempts)
 
 
-def requeue_stale(session: Session, claimed_before: datetime) -> int:
-    """A row left `processing` since before `claimed_before` means its worker died: queue it again."""
-    result = session.execute(
-        update(Inbound).where(Inbound.state == PROCESSING, Inbound.claimed_at < claimed_before).values(state=QUEUED)
-    )
+def requeue_stale(session: Session, claimed_before: datetime, owner: str | None = None) -> int:
+    """Queue again rows whose worker died: claimed by `owner` (our previous life), or before the cut-off."""
+    dead = Inbound.claimed_at < claimed_before
+    if owner is not None:
+        dead = dead | (Inbound.claimed_by == owner)
+    result = session.execute(update(Inbound).where(Inbound.state == PROCESSING, dead).values(state=QUEUED))
     return int(result.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE has rowcount
 
 

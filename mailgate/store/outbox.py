@@ -74,7 +74,7 @@ def add(
     return row.id
 
 
-def claim_due(session: Session, now: datetime, limit: int = 10) -> list[OutboxItem]:
+def claim_due(session: Session, now: datetime, limit: int = 10, owner: str = "") -> list[OutboxItem]:
     """Take up to `limit` rows that are due; SKIP LOCKED lets several processes share the outbox."""
     query = (
         select(Outbox)
@@ -86,7 +86,7 @@ def claim_due(session: Session, now: datetime, limit: int = 10) -> list[OutboxIt
         query = query.with_for_update(skip_locked=True)
     items = []
     for row in session.scalars(query):
-        row.state, row.claimed_at, row.attempts = SENDING, now, row.attempts + 1
+        row.state, row.claimed_at, row.claimed_by, row.attempts = SENDING, now, owner, row.attempts + 1
         items.append(
             OutboxItem(
                 row.id,
@@ -135,11 +135,12 @@ def mark_bounced(session: Session, outbox_id: int, reason: str) -> tuple[int | N
     return row.ticket_id, row.recipient
 
 
-def requeue_stale(session: Session, claimed_before: datetime) -> int:
+def requeue_stale(session: Session, claimed_before: datetime, owner: str | None = None) -> int:
     """Rows left `sending` by a dead process are sent again, with the same Message-ID."""
-    result = session.execute(
-        update(Outbox).where(Outbox.state == SENDING, Outbox.claimed_at < claimed_before).values(state=QUEUED)
-    )
+    dead = Outbox.claimed_at < claimed_before
+    if owner is not None:
+        dead = dead | (Outbox.claimed_by == owner)
+    result = session.execute(update(Outbox).where(Outbox.state == SENDING, dead).values(state=QUEUED))
     return int(result.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE has rowcount
 
 

@@ -200,6 +200,14 @@ def test_digest_parts_default_to_embedded_messages() -> None:
     assert (scan.parts, scan.deepest) == (2, 2)
 
 
+def test_structure_inside_delivery_status_blocks_counts() -> None:
+    """A delivery-status block without blank lines can hold a whole MIME tree; its parts count."""
+    block = b"Content-Type: multipart/mixed; boundary=z\r\nnot a header\r\n"
+    parts = b"--z\r\nContent-Type: text/plain\r\nx\r\n" * 5000
+    raw = HEAD + b"Content-Type: message/delivery-status\r\n\r\nReporting-MTA: x\r\n\r\n" + block + parts
+    assert rejection(raw) == "more than 1000 MIME parts"
+
+
 def test_costly_parameter_headers_are_rejected_quickly() -> None:
     """A Content-Type with tens of thousands of semicolons (quadratic in the stdlib) is refused."""
     raw = HEAD + b'Content-Type: text/plain; name="' + b";" * 64_000 + b'"\r\n\r\nhello\r\n'
