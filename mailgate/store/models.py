@@ -76,6 +76,20 @@ class Ticket(Base):
     requester_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    # SLA and lifecycle timers, recomputed on every change (see sla_tracking.py).
+    sla_policy: Mapped[str | None] = mapped_column(String(100))
+    status_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    first_agent_response_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_agent_reply_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_customer_message_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    first_response_due: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_response_due: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolution_due: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The earliest SLA due time: the queue's sort order (`tickets list --sort due`).
+    sla_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    # When the scheduler must next look at this ticket; NULL when nothing can happen.
+    next_timer_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
 
 
 class TicketTag(Base):
@@ -160,11 +174,41 @@ class Inbound(Base):
     ticket_number: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class TicketPause(Base):
+    """A stretch of time in pending, during which SLA clocks stand still."""
+
+    __tablename__ = "ticket_pauses"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class FiredEscalation(Base):
+    """An SLA warning or breach already acted on, so each fires once per ticket and target."""
+
+    __tablename__ = "fired_escalations"
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    target: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+class RoundRobin(Base):
+    """The agent who last got a ticket by round robin, per queue."""
+
+    __tablename__ = "round_robin"
+    queue: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_agent: Mapped[str] = mapped_column(String(320))
+
+
 class Outbox(Base):
     """Mail to send. The Message-ID is fixed when the row is written, so a retry is the same mail."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_state_due", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_state_due", "state", "next_attempt_at"),
+        Index("ix_outbox_recipient_kind_created", "recipient", "kind", "created_at"),
+    )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
