@@ -28,7 +28,11 @@ from mailgate.notify.outbox_worker import OutboxSettings, OutboxWorker
 from mailgate.notify.queueing import Notifier, NotifySettings
 from mailgate.notify.relay import RelaySettings, SmtpRelay
 from mailgate.notify.render import TemplateRenderer
+from mailgate.scheduler import SchedulerSettings, TimerScheduler
 from mailgate.signing_key import load_or_create_secret
+from mailgate.sla_tracking import SlaTracker
+from mailgate.ticket_actions import TicketActions
+from mailgate.triage import Triage
 from mailgate.store import inbound, outbox, schema
 from mailgate.store.blobs import BlobStore
 from mailgate.store.db import make_engine
@@ -36,7 +40,6 @@ from mailgate.store.transaction import Store
 from mailgate.worker import InboundWorker, WorkerSettings
 
 log = structlog.get_logger("mailgate.app")
-
 
 
 def instance_name(config: Config) -> str:
@@ -75,6 +78,10 @@ def build_notifier(config: Config, secret: bytes) -> Notifier:
     )
 
 
+def build_actions(config: Config, secret: bytes) -> TicketActions:
+    return TicketActions(build_notifier(config, secret), SlaTracker(config.rules))
+
+
 def build_outbox_worker(config: Config, store: Store, blobs: BlobStore, clock: Clock, secret: bytes) -> OutboxWorker:
     outgoing = config.outgoing
     relay = SmtpRelay(
@@ -109,6 +116,8 @@ class App:
     clock: Clock = field(default_factory=SystemClock)
     store: Store = field(init=False)
     worker: InboundWorker = field(init=False)
+    actions: TicketActions = field(init=False)
+    scheduler: TimerScheduler = field(init=False)
     outbox_worker: OutboxWorker = field(init=False)
     smtp_address: tuple[str, int] | None = field(init=False, default=None)
     smtp_handler: SmtpIngestHandler | None = field(init=False, default=None)
@@ -131,10 +140,16 @@ class App:
             claim_timeout=timedelta(seconds=config.worker.claim_timeout_seconds),
         )
         self.outbox_worker = build_outbox_worker(config, self.store, blobs, self.clock, secret)
-        self.worker = InboundWorker(
-            self.store, blobs, self.clock, settings, build_notifier(config, secret), on_filed=self.outbox_worker.notify
-        )
+        self.actions = build_actions(config, secret)
+        self.scheduler = TimerScheduler(self.store, self.clock, self.actions, SchedulerSettings(rules=config.rules))
+        triage = Triage(rules=config.rules, agents=config.agents, actions=self.actions)
+        self.worker = InboundWorker(self.store, blobs, self.clock, settings, triage, on_filed=self._after_filing)
         self._limiter = ConnectionLimiter(config.smtp.max_connections, config.smtp.max_connections_per_ip)
+
+    def _after_filing(self) -> None:
+        """A message was filed: it may have queued mail and moved a ticket's timers."""
+        self.outbox_worker.notify()
+        self.scheduler.notify()
 
     async def start(self) -> None:
         """Prepare storage, bind the listener and start the worker; returns when mail is accepted."""
@@ -171,6 +186,7 @@ class App:
         self.smtp_address = (host, port)
         self._tasks.append(asyncio.create_task(self.worker.run(self._stop), name="inbound-worker"))
         self._tasks.append(asyncio.create_task(self.outbox_worker.run(self._stop), name="outbox-worker"))
+        self._tasks.append(asyncio.create_task(self.scheduler.run(self._stop), name="timer-scheduler"))
         # IMAP import starts only once SMTP is up: a broken IMAP account must not delay mail intake.
         self._tasks += start_pollers(
             config.imap,

@@ -196,8 +196,7 @@ def _cmd_tickets(config: Config, args: argparse.Namespace) -> int:
 def _set_ticket(config: Config, store: Store, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from mailgate import ticket_actions
-    from mailgate.app import build_notifier
+    from mailgate.app import build_actions
     from mailgate.domain.ticket import Priority, TicketStatus
     from mailgate.signing_key import load_or_create_secret
 
@@ -208,20 +207,19 @@ def _set_ticket(config: Config, store: Store, args: argparse.Namespace) -> int:
     if assignee is not None and assignee not in config.agent_addresses:
         print(f"mailgate: {assignee} is not an agent in the configuration ([[agents]] email)", file=sys.stderr)
         return EX_USAGE
-    notifier = build_notifier(config, load_or_create_secret(config.security.secret_file))
+    actions = build_actions(config, load_or_create_secret(config.security.secret_file))
     now, actor = datetime.now(UTC), "admin"
 
     def apply(session: Any) -> list[str]:
+        ticket_id = actions.ticket_id(session, args.number)
         changed = []
-        if args.status and ticket_actions.change_status(
-            session, args.number, TicketStatus(args.status), actor=actor, notifier=notifier, now=now
-        ):
+        if args.status and actions.change_status(session, ticket_id, TicketStatus(args.status), actor=actor, now=now):
             changed.append(f"status {args.status}")
-        if args.priority and ticket_actions.change_priority(
-            session, args.number, Priority(args.priority), actor=actor, now=now
+        if args.priority and actions.change_priority(
+            session, ticket_id, Priority(args.priority), actor=actor, now=now
         ):
             changed.append(f"priority {args.priority}")
-        if args.assign and ticket_actions.assign(session, args.number, assignee, actor=actor, now=now):
+        if args.assign and actions.assign(session, ticket_id, assignee, actor=actor, now=now):
             changed.append(f"assignee {assignee or 'none'}")
         return changed
 

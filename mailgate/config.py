@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 from mailgate.domain.mailbox import Agent, Mailbox
 from mailgate.errors import ConfigError
 from mailgate.mail.limits import ParseLimits
+from mailgate.notify.templates_index import template_names
+from mailgate.rules.config_schema import RULES_SECTION_KEYS, RulesConfig, read_rules_section
 
 T = TypeVar("T")
 
@@ -138,6 +140,7 @@ class Config:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     imap: tuple[ImapAccount, ...] = ()
+    rules: RulesConfig = field(default_factory=RulesConfig)
 
     @property
     def own_addresses(self) -> frozenset[str]:
@@ -479,6 +482,7 @@ def build_config(data: dict[str, Any], base: Path) -> Config:
         format=logging_table.convert("format", "auto", '"auto", "json" or "console"', _parse_log_format),
     )
     logging_table.finish()
+    agents = _read_agents(root.tables("agents"))
     config = Config(
         storage=storage,
         smtp=smtp,
@@ -487,14 +491,28 @@ def build_config(data: dict[str, Any], base: Path) -> Config:
         outgoing=outgoing,
         notify=notify,
         security=security,
-        agents=_read_agents(root.tables("agents")),
+        agents=agents,
         limits=_read_limits(root.table("limits")),
         worker=worker,
         logging=logging,
         imap=_read_imap(root.tables("imap"), mailboxes, base),
+        rules=_read_rules(root, data, notify, agents, mailboxes),
     )
     root.finish()
     return config
+
+
+def _read_rules(
+    root: _Table, data: dict[str, Any], notify: NotifyConfig, agents: tuple[Agent, ...], mailboxes: tuple[Mailbox, ...]
+) -> RulesConfig:
+    """The rules sections ([sla], [[rules]], ...) are validated by the rules package itself."""
+    root.used.update(RULES_SECTION_KEYS)
+    return read_rules_section(
+        data,
+        known_templates=template_names(notify.templates_dir),
+        known_agents=[agent.email for agent in agents],
+        known_queues=[mailbox.queue for mailbox in mailboxes],
+    )
 
 
 def _read_outgoing(table: _Table, mailboxes: tuple[Mailbox, ...], base: Path) -> OutgoingConfig:

@@ -18,9 +18,12 @@ from mailgate.domain.threading import ThreadDecision, ThreadVia, TicketRef
 from mailgate.domain.ticket import Priority, status_after_customer_reply
 from mailgate.mail.classify import DeliveryReport, automatic_reason
 from mailgate.mail.tokens import ticket_of_message_id, verify_message_id
-from mailgate.notify.queueing import Notifier
+from mailgate.domain.ticket import TicketStatus
+from mailgate.rules.autoresponse import acknowledgement_decision
+from mailgate.rules.engine import RuleOutcome
+from mailgate.triage import Triage
 from mailgate.rules.routing import addressed_queues, is_own_address
-from mailgate.store import outbox, tickets
+from mailgate.store import outbox, tickets, timers
 from mailgate.threading import (
     ThreadingFacts,
     candidate_message_ids,
@@ -31,6 +34,8 @@ from mailgate.threading import (
 )
 
 SYSTEM = "system"
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,7 @@ def file_message(
     arrival: Arrival,
     *,
     policy: FilingPolicy,
-    notifier: Notifier,
+    triage: Triage,
     now: datetime,
 ) -> FilingOutcome:
     """Create or append a ticket for `parsed`; a message already stored changes nothing."""
@@ -91,12 +96,57 @@ def file_message(
         number = _open_ticket(session, parsed, decision, queues, arrival.inbound_id, policy, now)
         ticket_id = tickets.ticket_id_by_number(session, number)
         assert ticket_id is not None
-        notifier.acknowledge(session, ticket_id, now, suppressed=automatic)
-        notifier.notify_agents(session, ticket_id, "new_ticket", now, sender_problem=parsed.sender.problem)
+        timers.note_status(session, ticket_id, "", TicketStatus.NEW.value, now)
+        outcome = triage.apply(session, ticket_id, parsed, is_reply=False, now=now)
+        triage.actions.tracker.refresh(session, ticket_id)
+        _acknowledge(session, ticket_id, parsed, outcome, automatic, policy, triage, now)
+        triage.actions.notifier.notify_agents(
+            session, ticket_id, "new_ticket", now, sender_problem=parsed.sender.problem
+        )
         return FilingOutcome(number, "created", decision.reason)
     assert decision.ticket is not None
-    _append(session, parsed, decision, arrival.inbound_id, policy, notifier, automatic, now)
+    _append(session, parsed, decision, arrival.inbound_id, policy, triage, automatic, now)
     return FilingOutcome(decision.ticket, "appended", decision.reason)
+
+
+def _acknowledge(
+    session: Session,
+    ticket_id: int,
+    parsed: ParsedMessage,
+    outcome: RuleOutcome,
+    automatic: str | None,
+    policy: FilingPolicy,
+    triage: Triage,
+    now: datetime,
+) -> None:
+    """The acknowledgement, unless the mail was automatic, a rule said no, or a rate limit is reached."""
+    settings = triage.rules.autoreply
+    sender = parsed.sender.address.email if parsed.sender.trusted and parsed.sender.address else None
+    allowed, why = acknowledgement_decision(
+        automatic,
+        sender,
+        policy.own_addresses,
+        sent_to_sender_last_hour=timers.automatic_replies_since(session, recipient=sender, since=now - HOUR)
+        if sender
+        else 0,
+        sent_on_ticket_last_day=timers.automatic_replies_since(session, ticket_id=ticket_id, since=now - DAY),
+        per_sender_per_hour=settings.per_sender_per_hour,
+        per_ticket_per_day=settings.per_ticket_per_day,
+        rule_allows=outcome.auto_reply_allowed and settings.enabled,
+    )
+    snapshot = tickets.ticket_snapshot(session, ticket_id)
+    notifier = triage.actions.notifier
+    words = triage.actions.tracker.first_response_words(
+        tickets.ticket_sla_policy(session, ticket_id), outcome.priority, notifier.language_of(snapshot)
+    )
+    notifier.acknowledge(
+        session,
+        ticket_id,
+        now,
+        suppressed=None if allowed else why,
+        first_response=words,
+        template=outcome.auto_reply_template or settings.template,
+    )
 
 
 def _loop_reason(parsed: ParsedMessage, policy: FilingPolicy) -> str | None:
@@ -251,7 +301,7 @@ def _append(
     decision: ThreadDecision,
     inbound_id: int,
     policy: FilingPolicy,
-    notifier: Notifier,
+    triage: Triage,
     automatic: str | None,
     now: datetime,
 ) -> None:
@@ -277,15 +327,16 @@ def _append(
         tickets.add_event(session, ticket_id, "automatic_mail", SYSTEM, now, reason=automatic)
         tickets.touch(session, ticket_id, now)
         return
+    timers.note_customer_message(session, ticket_id, now)
+    triage.apply(session, ticket_id, parsed, is_reply=True, now=now)
     current = tickets.ticket_status(session, ticket_id)
     following = status_after_customer_reply(current)
-    if following is not current:
-        tickets.set_status(session, ticket_id, following, now)
-        tickets.add_event(session, ticket_id, "status_changed", actor, now, old=current.value, new=following.value)
-        notifier.status_changed(session, ticket_id, current.value, following.value, now)
-    else:
+    if not triage.actions.change_status(session, ticket_id, following, actor=actor, now=now):
         tickets.touch(session, ticket_id, now)
-    notifier.notify_agents(session, ticket_id, "customer_reply", now, sender_problem=parsed.sender.problem)
+        triage.actions.tracker.refresh(session, ticket_id)
+    triage.actions.notifier.notify_agents(
+        session, ticket_id, "customer_reply", now, sender_problem=parsed.sender.problem
+    )
 
 
 def _record_duplicate(

@@ -26,7 +26,7 @@ from mailgate.mail.classify import parse_delivery_report
 from mailgate.mail.limits import ParseLimits
 from mailgate.mail.parse import parse_message
 from mailgate.mail.tokens import outbox_of_bounce_address
-from mailgate.notify.queueing import Notifier
+from mailgate.triage import Triage
 from mailgate.store import inbound
 from mailgate.store.blobs import BlobStore
 from mailgate.store.transaction import Store
@@ -54,11 +54,11 @@ class InboundWorker:
         blobs: BlobStore,
         clock: Clock,
         settings: WorkerSettings,
-        notifier: Notifier,
+        triage: Triage,
         on_filed: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
-        self.notifier = notifier
+        self.triage = triage
         # Called on the loop after each filed message, which may have queued mail to send.
         self.on_filed = on_filed
         self._last_sweep: datetime | None = None
@@ -179,7 +179,7 @@ class InboundWorker:
     def _file_in_session(self, session: Session, item: inbound.InboundItem, parsed: ParsedMessage) -> FilingOutcome:
         now = self.clock.now()
         outcome = file_message(
-            session, parsed, self._arrival(item, parsed), policy=self.settings.policy, notifier=self.notifier, now=now
+            session, parsed, self._arrival(item, parsed), policy=self.settings.policy, triage=self.triage, now=now
         )
         state = inbound.IGNORED if outcome.result == "ignored" else inbound.DONE
         error = outcome.note if state == inbound.IGNORED else None

@@ -54,17 +54,25 @@ class Notifier:
         return tuple(a for a in self.settings.agents if not a.queues or snapshot.queue in a.queues)
 
     def acknowledge(
-        self, session: Session, ticket_id: int, now: datetime, *, suppressed: str | None,
+        self,
+        session: Session,
+        ticket_id: int,
+        now: datetime,
+        *,
+        suppressed: str | None,
         first_response: str | None = None,
+        template: str = "acknowledgement",
     ) -> None:
         """The customer's acknowledgement of a new ticket, unless there is a reason not to answer.
 
         `first_response` is the expected response time in words, when an SLA applies.
         """
         snapshot = tickets.ticket_snapshot(session, ticket_id)
-        context = {"customer_name": snapshot.requester.name if snapshot.requester else "",
-                   "first_response": first_response}
-        self._to_customer(session, snapshot, "acknowledgement", "auto-replied", context, now, suppressed)
+        context = {
+            "customer_name": snapshot.requester.name if snapshot.requester else "",
+            "first_response": first_response,
+        }
+        self._to_customer(session, snapshot, template, "auto-replied", context, now, suppressed, kind="acknowledgement")
 
     def status_changed(
         self, session: Session, ticket_id: int, old: str, new: str, now: datetime, *, suppressed: str | None = None
@@ -111,6 +119,41 @@ class Notifier:
                 reply_to=reply_to,
             )
 
+    def language_of(self, snapshot: tickets.TicketSnapshot) -> str:
+        return self._language(snapshot)
+
+    def escalate(
+        self,
+        session: Session,
+        ticket_id: int,
+        *,
+        kind: str,
+        target: str,
+        due: datetime,
+        recipients: tuple[str, ...],
+        now: datetime,
+    ) -> None:
+        """An SLA warning or breach, to the escalation addresses or the queue's agents."""
+        snapshot = tickets.ticket_snapshot(session, ticket_id)
+        names = {a.email: a.name for a in self.settings.agents}
+        context = {
+            "escalation_kind": kind,
+            "target_name": target.replace("_", " "),
+            "due_at": due.strftime("%Y-%m-%d %H:%M UTC"),
+        }
+        for recipient in dict.fromkeys(recipients):
+            self._queue(
+                session,
+                snapshot,
+                kind="escalation",
+                template="escalation",
+                to=Address(recipient, names.get(recipient, "")),
+                automatic="auto-generated",
+                language=self.settings.default_language,
+                context=context,
+                now=now,
+            )
+
     def _language(self, snapshot: tickets.TicketSnapshot) -> str:
         """The customer's language from their mail, else the queue's, else the desk's default."""
         mailbox = next((m for m in self.settings.mailboxes if m.queue == snapshot.queue), None)
@@ -126,6 +169,7 @@ class Notifier:
         context: dict[str, Any],
         now: datetime,
         suppressed: str | None,
+        kind: str | None = None,
     ) -> None:
         requester = snapshot.requester
         reason = suppressed
@@ -139,7 +183,7 @@ class Notifier:
         self._queue(
             session,
             snapshot,
-            kind=template,
+            kind=kind or template,
             template=template,
             to=requester,
             automatic=automatic,

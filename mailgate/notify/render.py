@@ -13,7 +13,7 @@ from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, select_autoescape
 
-SHIPPED_TEMPLATES = Path(__file__).parent / "templates"
+from mailgate.notify.templates_index import SHIPPED_TEMPLATES
 
 
 @dataclass(frozen=True)

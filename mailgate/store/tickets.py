@@ -176,7 +176,7 @@ def touch(session: Session, ticket_id: int, now: datetime) -> None:
     session.execute(update(Ticket).where(Ticket.id == ticket_id).values(updated_at=now))
 
 
-def add_event(session: Session, ticket_id: int, kind: str, actor: str, now: datetime, **data: Any) -> None:
+def add_event(session: Session, ticket_id: int, kind: str, actor: str, now: datetime, /, **data: Any) -> None:
     """Append to the ticket's system log; there is no function to change or delete an event."""
     session.add(Event(ticket_id=ticket_id, created_at=now, kind=kind, actor=actor, data=json.dumps(data, default=str)))
 
@@ -260,3 +260,23 @@ def ticket_assignee(session: Session, ticket_id: int) -> str | None:
 
 def set_assignee(session: Session, ticket_id: int, assignee: str | None, now: datetime) -> None:
     session.execute(update(Ticket).where(Ticket.id == ticket_id).values(assignee=assignee, updated_at=now))
+
+
+def ticket_tags(session: Session, ticket_id: int) -> set[str]:
+    return set(session.scalars(select(TicketTag.tag).where(TicketTag.ticket_id == ticket_id)))
+
+
+def remove_tag(session: Session, ticket_id: int, tag: str) -> None:
+    session.execute(
+        TicketTag.__table__.delete().where(  # type: ignore[attr-defined]  # Table.delete exists
+            TicketTag.ticket_id == ticket_id, TicketTag.tag == tag
+        )
+    )
+
+
+def set_queue(session: Session, ticket_id: int, queue: str, now: datetime) -> None:
+    session.execute(update(Ticket).where(Ticket.id == ticket_id).values(queue=queue, updated_at=now))
+
+
+def ticket_sla_policy(session: Session, ticket_id: int) -> str | None:
+    return session.scalars(select(Ticket.sla_policy).where(Ticket.id == ticket_id)).one()

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from mailgate import ticket_actions
 from mailgate.app import App
 from mailgate.clock import FakeClock
 from mailgate.domain.ticket import TicketStatus
@@ -55,9 +54,9 @@ async def flush(app: App) -> None:
 
 
 def set_status(app: App, number: int, status: TicketStatus) -> None:
-    notifier = app.worker.notifier
+    actions = app.actions
     app.store.run(
-        lambda s: ticket_actions.change_status(s, number, status, actor="admin", notifier=notifier, now=app.clock.now())
+        lambda s: actions.change_status(s, actions.ticket_id(s, number), status, actor="admin", now=app.clock.now())
     )
 
 
