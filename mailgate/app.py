@@ -31,12 +31,12 @@ from mailgate.notify.render import TemplateRenderer
 from mailgate.scheduler import SchedulerSettings, TimerScheduler
 from mailgate.signing_key import load_or_create_secret
 from mailgate.sla_tracking import SlaTracker
-from mailgate.ticket_actions import TicketActions
-from mailgate.triage import Triage
 from mailgate.store import inbound, outbox, schema
 from mailgate.store.blobs import BlobStore
 from mailgate.store.db import make_engine
 from mailgate.store.transaction import Store
+from mailgate.ticket_actions import TicketActions
+from mailgate.triage import Triage
 from mailgate.worker import InboundWorker, WorkerSettings
 
 log = structlog.get_logger("mailgate.app")

@@ -15,13 +15,11 @@ from sqlalchemy.orm import Session
 from mailgate.domain.mailbox import Mailbox
 from mailgate.domain.message import ParsedMessage
 from mailgate.domain.threading import ThreadDecision, ThreadVia, TicketRef
-from mailgate.domain.ticket import Priority, status_after_customer_reply
+from mailgate.domain.ticket import Priority, TicketStatus, status_after_customer_reply
 from mailgate.mail.classify import DeliveryReport, automatic_reason
 from mailgate.mail.tokens import ticket_of_message_id, verify_message_id
-from mailgate.domain.ticket import TicketStatus
 from mailgate.rules.autoresponse import acknowledgement_decision
 from mailgate.rules.engine import RuleOutcome
-from mailgate.triage import Triage
 from mailgate.rules.routing import addressed_queues, is_own_address
 from mailgate.store import outbox, tickets, timers
 from mailgate.threading import (
@@ -32,6 +30,7 @@ from mailgate.threading import (
     pseudo_ticket_numbers,
     thread_message,
 )
+from mailgate.triage import Triage
 
 SYSTEM = "system"
 HOUR = timedelta(hours=1)

@@ -26,10 +26,10 @@ from mailgate.mail.classify import parse_delivery_report
 from mailgate.mail.limits import ParseLimits
 from mailgate.mail.parse import parse_message
 from mailgate.mail.tokens import outbox_of_bounce_address
-from mailgate.triage import Triage
 from mailgate.store import inbound
 from mailgate.store.blobs import BlobStore
 from mailgate.store.transaction import Store
+from mailgate.triage import Triage
 
 log = structlog.get_logger("mailgate.worker")
 
