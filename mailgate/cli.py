@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     listing = tickets_actions.add_parser("list", help="list tickets")
     listing.add_argument("--status", choices=["new", "open", "answered", "pending", "resolved", "closed"])
     listing.add_argument("--limit", type=int, default=None)
+    listing.add_argument(
+        "--sort", choices=["number", "due", "updated"], default="number",
+        help="due: SLA order, the ticket closest to (or furthest past) its target first",
+    )
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     show = tickets_actions.add_parser("show", help="show one ticket: conversation, attachments, events")
     show.add_argument("number", type=int)
@@ -59,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     setter.add_argument("--status", choices=["new", "open", "answered", "pending", "resolved", "closed"])
     setter.add_argument("--priority", choices=["low", "medium", "high", "urgent"])
     setter.add_argument("--assign", metavar="EMAIL", help='an agent\'s address, or "none" to unassign')
+    rules = commands.add_parser("rules", help="try the rules")
+    rules_actions = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
+    rules_test = rules_actions.add_parser("test", help="show what the rules would do with one message")
+    rules_test.add_argument("file", metavar="FILE.eml")
+    rules_test.add_argument("--queue", help="the queue it arrives in (default: from its To/Cc, else the first)")
     outgoing = commands.add_parser("outbox", help="mail waiting to be sent, sent, or failed")
     outgoing_actions = outgoing.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
     outgoing_list = outgoing_actions.add_parser("list", help="list outgoing mail, newest first")
@@ -176,7 +185,7 @@ def _cmd_tickets(config: Config, args: argparse.Namespace) -> int:
     if args.tickets_command == "set":
         return _set_ticket(config, store, args)
     if args.tickets_command == "list":
-        rows = store.run(views.list_tickets, status=args.status, limit=args.limit)
+        rows = store.run(views.list_tickets, status=args.status, limit=args.limit, sort=args.sort)
         if args.json:
             print(json.dumps([row.as_json() for row in rows], ensure_ascii=False, indent=2))
         else:
@@ -225,6 +234,25 @@ def _set_ticket(config: Config, store: Store, args: argparse.Namespace) -> int:
 
     changed = store.run(apply)
     print(f"ticket #{args.number}: " + (", ".join(changed) if changed else "nothing changed"))
+    return 0
+
+
+def _cmd_rules(config: Config, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from mailgate.rules_report import explain_rules
+
+    try:
+        raw = Path(args.file).read_bytes()
+    except OSError as error:
+        print(f"mailgate: cannot read {args.file}: {error.strerror}", file=sys.stderr)
+        return EX_USAGE
+    try:
+        print(explain_rules(config, raw, queue=args.queue, now=datetime.now(UTC)))
+    except MailgateError as error:
+        print(f"mailgate: {args.file}: {error}", file=sys.stderr)
+        return 65
     return 0
 
 
@@ -348,4 +376,5 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "tickets": _cmd_tickets,
     "inbound": _cmd_inbound,
     "outbox": _cmd_outbox,
+    "rules": _cmd_rules,
 }

@@ -27,6 +27,7 @@ class TicketSummary:
     message_count: int
     created_at: datetime
     updated_at: datetime
+    sla_due_at: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -41,6 +42,7 @@ class TicketSummary:
             "message_count": self.message_count,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
+            "sla_due_at": self.sla_due_at.isoformat() if self.sla_due_at else None,
         }
 
 
@@ -98,13 +100,13 @@ class TicketDetail:
         }
 
 
-def _summaries(session: Session, where: Any, limit: int | None) -> list[TicketSummary]:
+def _summaries(session: Session, where: Any, limit: int | None, sort: str = "number") -> list[TicketSummary]:
     message_count = select(func.count()).where(Message.ticket_id == Ticket.id).correlate(Ticket).scalar_subquery()
     query = (
         select(Ticket, Contact.email, message_count)
         .outerjoin(Contact, Contact.id == Ticket.requester_id)
         .where(where)
-        .order_by(Ticket.number)
+        .order_by(*_ORDERS[sort])
     )
     if limit is not None:
         query = query.limit(limit)
@@ -128,14 +130,25 @@ def _summaries(session: Session, where: Any, limit: int | None) -> list[TicketSu
             int(count),
             ticket.created_at,
             ticket.updated_at,
+            ticket.sla_due_at,
         )
         for ticket, requester, count in rows
     ]
 
 
-def list_tickets(session: Session, *, status: str | None = None, limit: int | None = None) -> list[TicketSummary]:
+# "due": the ticket closest to (or furthest past) its SLA target first; no target last.
+_ORDERS: dict[str, tuple[Any, ...]] = {
+    "number": (Ticket.number,),
+    "due": (Ticket.sla_due_at.is_(None), Ticket.sla_due_at, Ticket.number),
+    "updated": (Ticket.updated_at.desc(), Ticket.number),
+}
+
+
+def list_tickets(
+    session: Session, *, status: str | None = None, limit: int | None = None, sort: str = "number"
+) -> list[TicketSummary]:
     where = Ticket.status == status if status else Ticket.id.is_not(None)
-    return _summaries(session, where, limit)
+    return _summaries(session, where, limit, sort)
 
 
 def show_ticket(session: Session, number: int) -> TicketDetail | None:
