@@ -133,3 +133,21 @@ def test_deliver_does_not_import_sqlalchemy(config_file: Path) -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_tickets_set_and_outbox_commands(config_file: Path) -> None:
+    """`tickets set` changes status and priority (the customer's mail is queued); `outbox list` shows it."""
+    assert mailgate(config_file, "deliver", stdin=make_mail(subject="Set me")).returncode == 0
+    process_queue(config_file)
+    (ticket,) = json.loads(mailgate(config_file, "tickets", "list", "--json").stdout)
+    changed = mailgate(
+        config_file, "tickets", "set", str(ticket["number"]), "--status", "pending", "--priority", "high"
+    )
+    assert changed.returncode == 0 and b"status pending, priority high" in changed.stdout
+    again = mailgate(config_file, "tickets", "set", str(ticket["number"]), "--status", "pending")
+    assert b"nothing changed" in again.stdout
+    assert mailgate(config_file, "tickets", "set", "999999", "--status", "open").returncode != 0
+    rows = json.loads(mailgate(config_file, "outbox", "list", "--json").stdout)
+    assert sorted(r["kind"] for r in rows) == ["acknowledgement", "status_changed"]
+    assert all(r["state"] == "queued" for r in rows)
+    assert mailgate(config_file, "outbox", "retry", str(rows[0]["id"])).returncode == 1  # not failed
