@@ -77,6 +77,8 @@ class NotifyConfig:
 @dataclass(frozen=True)
 class SecurityConfig:
     secret_file: Path
+    # The authserv-id of the MTA in front whose Authentication-Results may verify agents (DKIM).
+    trusted_authserv_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,10 @@ def _positive(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
+def _non_negative(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def _positive_number(value: Any) -> float | None:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
     return float(value) if ok else None
@@ -265,8 +271,10 @@ def _read_mailboxes(tables: list[_Table]) -> tuple[Mailbox, ...]:
             raise ConfigError(table.key("address"), "an email address (the key is required)")
         queue = table.get("queue", str, "support", "a queue name")
         language = table.convert("language", None, '"en", "fi" or "lt"', _parse_language)
+        reopen_days = table.convert("reopen_days", 0, "a number of days (0: never reopen a closed ticket)",
+                                    _non_negative)
         table.finish()
-        mailboxes.append(Mailbox(address, queue, language))
+        mailboxes.append(Mailbox(address, queue, language, reopen_days))
     if not mailboxes:
         return (Mailbox(DEFAULT_MAILBOX, "support"),)
     return tuple(mailboxes)
@@ -558,8 +566,12 @@ def _parse_language(value: Any) -> str | None:
 
 def _read_security(table: _Table, storage: StorageConfig, base: Path) -> SecurityConfig:
     secret = table.optional("secret_file", str, "a file path for the signing secret")
+    authserv_id = table.optional("trusted_authserv_id", str, "the authserv-id of your MTA (e.g. mx.example.com)")
     table.finish()
-    return SecurityConfig(secret_file=base / secret if secret else storage.data_dir / "secret.key")
+    return SecurityConfig(
+        secret_file=base / secret if secret else storage.data_dir / "secret.key",
+        trusted_authserv_id=authserv_id.strip() if authserv_id else None,
+    )
 
 
 def _parse_level(value: Any) -> str | None:

@@ -12,6 +12,9 @@ class Mailbox:
     address: str
     queue: str
     language: str | None = None
+    # A customer's mail to a ticket closed at most this many days ago reopens it; after that
+    # (and with 0) it starts a new ticket linked to the old one.
+    reopen_days: int = 0
 
 
 @dataclass(frozen=True, slots=True)
