@@ -11,23 +11,29 @@ import fcntl
 import os
 import signal
 import socket
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
 import structlog
 
+from mailgate import lifecycle, systemd_notify
+from mailgate.agent_mail import AgentDesk
 from mailgate.clock import Clock, SystemClock
-from mailgate.config import Config
-from mailgate.errors import MailgateError
+from mailgate.config import Config, load_config
+from mailgate.errors import ConfigError, MailgateError
 from mailgate.filing import FilingPolicy
+from mailgate.http_status import StatusSource, start_http_server
 from mailgate.ingest.imap import start_pollers
 from mailgate.ingest.smtp import ConnectionLimiter, SmtpIngestHandler, start_smtp_server
+from mailgate.metrics import Metrics, install_log_processor, remove_log_processor
 from mailgate.notify.outbox_worker import OutboxSettings, OutboxWorker
 from mailgate.notify.queueing import Notifier, NotifySettings
 from mailgate.notify.relay import RelaySettings, SmtpRelay
 from mailgate.notify.render import TemplateRenderer
+from mailgate.notify.templates_index import canned_texts
 from mailgate.scheduler import SchedulerSettings, TimerScheduler
 from mailgate.signing_key import load_or_create_secret
 from mailgate.sla_tracking import SlaTracker
@@ -60,6 +66,7 @@ def filing_policy(config: Config, secret: bytes) -> FilingPolicy:
         agents=config.agent_addresses,
         secret=secret,
         bounce_block=timedelta(days=config.outgoing.bounce_block_days),
+        authserv_id=config.security.trusted_authserv_id,
     )
 
 
@@ -82,7 +89,9 @@ def build_actions(config: Config, secret: bytes) -> TicketActions:
     return TicketActions(build_notifier(config, secret), SlaTracker(config.rules))
 
 
-def build_outbox_worker(config: Config, store: Store, blobs: BlobStore, clock: Clock, secret: bytes) -> OutboxWorker:
+def build_outbox_worker(
+    config: Config, store: Store, blobs: BlobStore, clock: Clock, secret: bytes, metrics: Metrics | None = None
+) -> OutboxWorker:
     outgoing = config.outgoing
     relay = SmtpRelay(
         RelaySettings(
@@ -103,7 +112,8 @@ def build_outbox_worker(config: Config, store: Store, blobs: BlobStore, clock: C
         owner=instance_name(config),
         claim_timeout=timedelta(seconds=config.worker.claim_timeout_seconds),
     )
-    return OutboxWorker(store, relay, TemplateRenderer(config.notify.templates_dir), blobs, clock, settings)
+    renderer = TemplateRenderer(config.notify.templates_dir)
+    return OutboxWorker(store, relay, renderer, blobs, clock, settings, metrics=metrics)
 
 
 def build_store(config: Config) -> Store:
@@ -114,6 +124,9 @@ def build_store(config: Config) -> Store:
 class App:
     config: Config
     clock: Clock = field(default_factory=SystemClock)
+    # The file `mailgate run` was started with; SIGHUP re-reads it. None: the embedded default.
+    config_path: Path | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     store: Store = field(init=False)
     worker: InboundWorker = field(init=False)
     actions: TicketActions = field(init=False)
@@ -126,12 +139,20 @@ class App:
     _limiter: ConnectionLimiter = field(init=False)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
     _lock: IO[bytes] | None = field(init=False, default=None)
+    http_address: tuple[str, int] | None = field(init=False, default=None)
+    _http_server: asyncio.Server | None = field(init=False, default=None)
+    _secret: bytes = field(init=False, default=b"", repr=False)
+    # Set by SIGTERM/SIGINT; `_stop` (the workers' signal) follows once SMTP sessions have drained.
+    _shutdown: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _stopped: bool = field(init=False, default=False)
+    _reload_lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    _background: set[asyncio.Task[bool]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         config = self.config
         self.store = build_store(config)
         blobs = BlobStore(config.storage.data_dir / "attachments")
-        secret = load_or_create_secret(config.security.secret_file)
+        secret = self._secret = load_or_create_secret(config.security.secret_file)
         settings = WorkerSettings(
             policy=filing_policy(config, secret),
             limits=config.limits,
@@ -139,11 +160,18 @@ class App:
             owner=instance_name(config),
             claim_timeout=timedelta(seconds=config.worker.claim_timeout_seconds),
         )
-        self.outbox_worker = build_outbox_worker(config, self.store, blobs, self.clock, secret)
+        self.outbox_worker = build_outbox_worker(config, self.store, blobs, self.clock, secret, self.metrics)
         self.actions = build_actions(config, secret)
         self.scheduler = TimerScheduler(self.store, self.clock, self.actions, SchedulerSettings(rules=config.rules))
         triage = Triage(rules=config.rules, agents=config.agents, actions=self.actions)
-        self.worker = InboundWorker(self.store, blobs, self.clock, settings, triage, on_filed=self._after_filing)
+        agent_desk = AgentDesk(
+            actions=self.actions, agents=config.agents, canned=canned_texts(config.notify.templates_dir),
+            own_addresses=config.own_addresses,
+        )
+        self.worker = InboundWorker(
+            self.store, blobs, self.clock, settings, triage, on_filed=self._after_filing, agent_desk=agent_desk,
+            metrics=self.metrics,
+        )
         self._limiter = ConnectionLimiter(config.smtp.max_connections, config.smtp.max_connections_per_ip)
 
     def _after_filing(self) -> None:
@@ -169,8 +197,14 @@ class App:
         resend = await self.store.call(outbox.requeue_stale, cutoff, owner)
         if resend:
             log.warning("outbox_requeued_after_crash", count=resend, note="sent again with the same Message-ID")
+        install_log_processor(self.metrics.count_log_event)
         handler = SmtpIngestHandler(
-            self.store, self.clock, config.mailboxes, lmtp=config.smtp.lmtp, on_queued=self.worker.notify
+            self.store,
+            self.clock,
+            config.mailboxes,
+            lmtp=config.smtp.lmtp,
+            on_queued=self.worker.notify,
+            metrics=self.metrics,
         )
         self.smtp_handler = handler
         self._server = await start_smtp_server(
@@ -184,6 +218,7 @@ class App:
         )
         host, port = self._server.sockets[0].getsockname()[:2]
         self.smtp_address = (host, port)
+        await self._start_http()
         self._tasks.append(asyncio.create_task(self.worker.run(self._stop), name="inbound-worker"))
         self._tasks.append(asyncio.create_task(self.outbox_worker.run(self._stop), name="outbox-worker"))
         self._tasks.append(asyncio.create_task(self.scheduler.run(self._stop), name="timer-scheduler"))
@@ -198,44 +233,173 @@ class App:
             stop=self._stop,
         )
         log.info(
-            "mailgate_started", smtp=f"{host}:{port}", lmtp=config.smtp.lmtp, database=self.store.engine.dialect.name
+            "mailgate_started",
+            smtp=f"{host}:{port}",
+            lmtp=config.smtp.lmtp,
+            database=self.store.engine.dialect.name,
+            http="{}:{}".format(*self.http_address) if self.http_address else None,
         )
 
+    async def _start_http(self) -> None:
+        """The /healthz and /metrics listener, when [http] listen is configured."""
+        if self.config.http.listen is None:
+            return
+        source = StatusSource(
+            self.store,
+            self.metrics,
+            listener_up=self.listener_up,
+            imap_accounts=tuple(account.key for account in self.config.imap),
+        )
+        host, port = self.config.http.listen
+        self._http_server = await start_http_server(source, host, port)
+        bound_host, bound_port = self._http_server.sockets[0].getsockname()[:2]
+        self.http_address = (bound_host, bound_port)
+
+    def listener_up(self) -> bool:
+        """The SMTP/LMTP listener is bound and not shutting down."""
+        return self._server is not None and self._server.is_serving() and not self._limiter.closing
+
     def request_stop(self) -> None:
-        self._stop.set()
+        """Begin shutdown (SIGTERM, SIGINT): `run` then stops in order."""
+        self._shutdown.set()
 
     async def run(self) -> None:
-        """Start, serve until SIGTERM or SIGINT, then stop in order."""
+        """Start, tell systemd READY=1, serve until SIGTERM or SIGINT (SIGHUP reloads), then stop within the bound."""
         await self.start()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        # Only now: the listener is bound and the schema upgrade has proved the database answers.
+        systemd_notify.notify("READY=1", f"STATUS={self._status_line()}")
+        interval = systemd_notify.watchdog_interval()
+        pinger = asyncio.create_task(lifecycle.watchdog(interval), name="watchdog") if interval else None
         try:
-            await self._stop.wait()
+            await self._shutdown.wait()
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
-            await self.stop()
+            clean = await self.stop()
+            if pinger is not None:
+                pinger.cancel()
+        if not clean:
+            # A thread still blocked in I/O would make the interpreter wait for it past the bound.
+            _exit_now(1)
 
-    async def stop(self, timeout: float = 30.0) -> None:
-        """Refuse new connections, let the worker finish its message, release everything."""
+    def _status_line(self) -> str:
+        host, port = self.smtp_address or ("?", 0)
+        return f"accepting mail on {host}:{port}"
+
+    async def stop(self, timeout: float | None = None) -> bool:
+        """Refuse new connections (421), let SMTP sessions finish their mail and each worker its current
+        transaction, then release everything. True when the workers ended within `timeout` seconds
+        (default: [daemon] shutdown_timeout_seconds); sessions still open at half of it are cut."""
+        if self._stopped:
+            return True
+        self._stopped = True
+        budget = self.config.daemon.shutdown_timeout_seconds if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        systemd_notify.notify("STOPPING=1", "STATUS=finishing mail in flight")
         self._limiter.closing = True
+        self._shutdown.set()
+        # Sessions first, with the workers still running: a client is waiting on each of them.
+        cut = await lifecycle.drain_sessions(self._limiter, budget / 2) if self._server is not None else 0
+        if cut:
+            log.warning("smtp_sessions_cut", count=cut, note="no 250 was given for their current mail")
         self._stop.set()
-        if self._server is not None:
-            self._server.close()
-        if self._tasks:
-            done, pending = await asyncio.wait(self._tasks, timeout=timeout)
-            for task in pending:
-                task.cancel()
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    log.error("task_failed", task=task.get_name(), exc_info=task.exception())
-        self._tasks.clear()
+        for server in (self._server, self._http_server):
+            if server is not None:
+                server.close()
+        clean = await self._finish_tasks(deadline - loop.time())
         await asyncio.to_thread(self.store.dispose)
+        remove_log_processor(self.metrics.count_log_event)
         if self._lock is not None:
             self._lock.close()
             self._lock = None
-        log.info("mailgate_stopped")
+        log.info("mailgate_stopped", clean=clean)
+        return clean
+
+    async def _finish_tasks(self, timeout: float) -> bool:
+        """Wait for the worker tasks; cancel what is left at the deadline. True when none was left."""
+        if not self._tasks:
+            return True
+        done, pending = await asyncio.wait(self._tasks, timeout=max(timeout, 0.1))
+        for task in pending:
+            task.cancel()
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("task_failed", task=task.get_name(), exc_info=task.exception())
+        self._tasks.clear()
+        if pending:
+            log.error("shutdown_timeout", unfinished=sorted(task.get_name() for task in pending))
+        return not pending
+
+    def _on_sighup(self) -> None:
+        task = asyncio.create_task(self.reload_from_file(), name="reload")
+        # The loop keeps only weak references to tasks.
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def reload_from_file(self) -> bool:
+        """SIGHUP: re-read and validate the file the daemon started with; on any error keep what is in use."""
+        async with self._reload_lock:
+            if self.config_path is None:
+                log.warning("reload_skipped", reason="started without a configuration file; nothing to re-read")
+                return False
+            systemd_notify.notify(*systemd_notify.reloading_message())
+            try:
+                new = await asyncio.to_thread(load_config, self.config_path)
+                self.reload(new)
+            except ConfigError as error:
+                log.error("reload_failed", error=str(error), config=str(self.config_path), kept="the previous one")
+                return False
+            except Exception as error:  # e.g. an unreadable template directory: nothing was swapped yet.
+                log.exception("reload_failed", error_type=type(error).__name__, kept="previous configuration")
+                return False
+            finally:
+                systemd_notify.notify("READY=1", f"STATUS={self._status_line()}")
+            return True
+
+    def reload(self, new: Config) -> list[str]:
+        """Apply a validated configuration without rebinding anything: mailboxes, agents, rules, templates,
+        limits, notifier and relay settings. Every part is built before any is swapped in, so a failure
+        leaves the running set intact. Returns the restart-only sections that changed (they wait for a restart).
+        """
+        pending = lifecycle.needs_restart(self.config, new)
+        config = lifecycle.effective_config(self.config, new)
+        secret = self._secret
+        worker_settings = replace(
+            self.worker.settings,
+            policy=filing_policy(config, secret),
+            limits=config.limits,
+            max_attempts=config.worker.max_attempts,
+            claim_timeout=timedelta(seconds=config.worker.claim_timeout_seconds),
+        )
+        notifier, tracker = build_notifier(config, secret), SlaTracker(config.rules)
+        triage = Triage(rules=config.rules, agents=config.agents, actions=self.actions)
+        fresh = build_outbox_worker(config, self.store, self.outbox_worker.blobs, self.clock, secret)
+        desk = self.worker.agent_desk
+        if desk is not None:
+            canned = canned_texts(config.notify.templates_dir)
+            desk = replace(desk, agents=config.agents, canned=canned, own_addresses=config.own_addresses)
+        # Plain attribute swaps: a message in flight finishes with the parts it already holds.
+        self.actions.notifier, self.actions.tracker = notifier, tracker
+        self.worker.settings, self.worker.triage, self.worker.agent_desk = worker_settings, triage, desk
+        self.scheduler.settings = replace(self.scheduler.settings, rules=config.rules)
+        self.outbox_worker.relay, self.outbox_worker.renderer = fresh.relay, fresh.renderer
+        self.outbox_worker.settings = fresh.settings
+        if self.smtp_handler is not None:
+            self.smtp_handler.mailboxes = config.mailboxes
+        self.config = config
+        log.info(
+            "config_reloaded",
+            mailboxes=[m.address for m in config.mailboxes],
+            agents=len(config.agents),
+            rules=len(config.rules.rules),
+            restart_needed=pending,
+        )
+        return pending
 
 
 def _lock_data_dir(data_dir: Path) -> IO[bytes]:
@@ -245,10 +409,26 @@ def _lock_data_dir(data_dir: Path) -> IO[bytes]:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
+        holder = _lock_holder(data_dir / "mailgate.lock")
         raise AlreadyRunning(
-            f"another mailgate process is already running with data_dir {data_dir}; stop it first"
+            f"another mailgate process{holder} is already running with data_dir {data_dir}; stop it first"
         ) from None
     handle.truncate(0)
     handle.write(f"{os.getpid()}\n".encode())
     handle.flush()
     return handle
+
+
+def _lock_holder(lock_file: Path) -> str:
+    """" (pid N)" from the lock file the running instance wrote, or "" when it cannot be read."""
+    try:
+        pid = lock_file.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""
+
+
+def _exit_now(code: int) -> None:
+    """Leave without joining threads still blocked in I/O: what they held is requeued at the next start."""
+    sys.stderr.flush()
+    os._exit(code)

@@ -84,7 +84,22 @@ def _parser() -> argparse.ArgumentParser:
     inbound_list.add_argument("--json", action="store_true")
     retry = queue_actions.add_parser("retry", help="queue a failed message again")
     retry.add_argument("id", type=int)
+    _add_report_and_export(commands)
     return parser
+
+
+def _add_report_and_export(commands: Any) -> None:
+    report = commands.add_parser("report", help="how the help desk is doing: volume, response times, SLA, backlog")
+    report.add_argument(
+        "--since", default="30d", help='tickets created since: a period ("30d", "12h", "2w") or a date (2026-01-31)'
+    )
+    report.add_argument("--queue", help="only tickets in this queue")
+    report.add_argument("--format", choices=["table", "json", "csv", "html"], default="table")
+    report.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
+    export = commands.add_parser("export", help="tickets with their messages and events as JSON lines")
+    export.add_argument(
+        "--since", metavar="DATE", help="only tickets updated since DATE (2026-01-31, an ISO time, or a period: 30d)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,14 +119,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_TEMPFAIL if args.command == "deliver" else EX_SOFTWARE
 
 
-def _cmd_run(config: Config, _args: argparse.Namespace) -> int:
+def _cmd_run(config: Config, args: argparse.Namespace) -> int:
     import asyncio
+    from pathlib import Path
 
-    from mailgate.app import App
+    from mailgate.app import AlreadyRunning, App
     from mailgate.logs import configure_logging
 
     configure_logging(config.logging.level, config.logging.format)
-    asyncio.run(App(config).run())
+    # The same file main() loaded: SIGHUP re-reads it.
+    path = args.config or os.environ.get("MAILGATE_CONFIG") or None
+    try:
+        asyncio.run(App(config, config_path=Path(path) if path else None).run())
+    except AlreadyRunning as error:
+        print(f"mailgate: cannot start: {error}", file=sys.stderr)
+        return EX_TEMPFAIL
     return 0
 
 
@@ -368,6 +390,54 @@ def _cmd_inbound(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(config: Config, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from mailgate.report_render import render
+    from mailgate.reporting import build_report, parse_since
+    from mailgate.store import reports
+
+    now = datetime.now(UTC)
+    try:
+        since = parse_since(args.since, now)
+    except ValueError as error:
+        print(f"mailgate: --since: {error}", file=sys.stderr)
+        return EX_USAGE
+    store = _open_store(config)
+    histories = store.run(reports.ticket_histories, since=since, queue=args.queue)
+    backlog = store.run(reports.open_tickets, queue=args.queue)
+    text = render(build_report(histories, backlog, now=now, since=since, queue=args.queue), args.format)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"report written to {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_export(config: Config, args: argparse.Namespace) -> int:
+    """JSON lines, one ticket each, a page of tickets at a time: memory stays flat whatever the size."""
+    from datetime import UTC, datetime
+
+    from mailgate.reporting import parse_since
+    from mailgate.store import export
+
+    try:
+        since = parse_since(args.since, datetime.now(UTC)) if args.since else None
+    except ValueError as error:
+        print(f"mailgate: --since: {error}", file=sys.stderr)
+        return EX_USAGE
+    store = _open_store(config)
+    cursor: int | None = 0
+    while cursor is not None:
+        records, cursor = store.run(export.ticket_page, since=since, after_id=cursor, limit=200)
+        for record in records:
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "run": _cmd_run,
     "deliver": _cmd_deliver,
@@ -377,4 +447,6 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "inbound": _cmd_inbound,
     "outbox": _cmd_outbox,
     "rules": _cmd_rules,
+    "report": _cmd_report,
+    "export": _cmd_export,
 }

@@ -93,6 +93,20 @@ class LoggingConfig:
     format: str = "auto"
 
 
+@dataclass(frozen=True)
+class DaemonConfig:
+    """Process lifecycle: how long SIGTERM may take before the process exits anyway."""
+
+    shutdown_timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The health and metrics listener; `listen` None (the key absent) means no listener."""
+
+    listen: tuple[str, int] | None = None
+
+
 # RFC 2177: a server may log off a client idle for 30 minutes, so IDLE is re-issued within 29.
 _IMAP_MAX_IDLE_SECONDS = 29 * 60
 _IMAP_TLS = ("implicit", "starttls", "none")
@@ -143,6 +157,8 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     imap: tuple[ImapAccount, ...] = ()
     rules: RulesConfig = field(default_factory=RulesConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
 
     @property
     def own_addresses(self) -> frozenset[str]:
@@ -505,9 +521,28 @@ def build_config(data: dict[str, Any], base: Path) -> Config:
         logging=logging,
         imap=_read_imap(root.tables("imap"), mailboxes, base),
         rules=_read_rules(root, data, notify, agents, mailboxes),
+        daemon=_read_daemon(root.table("daemon")),
+        http=_read_http(root.table("http")),
     )
     root.finish()
     return config
+
+
+def _read_daemon(table: _Table) -> DaemonConfig:
+    daemon = DaemonConfig(
+        shutdown_timeout_seconds=table.convert(
+            "shutdown_timeout_seconds", 30.0, "a positive number of seconds", _positive_number
+        )
+    )
+    table.finish()
+    return daemon
+
+
+def _read_http(table: _Table) -> HttpConfig:
+    # No default address: the listener exists only when the operator names one.
+    http = HttpConfig(listen=table.convert("listen", None, '"HOST:PORT" such as "127.0.0.1:9025"', _parse_listen))
+    table.finish()
+    return http
 
 
 def _read_rules(

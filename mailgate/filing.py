@@ -7,18 +7,23 @@ inbound row's new state, so a crash leaves either all of it or none of it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from mailgate.agent_mail import AgentDesk
 from mailgate.domain.mailbox import Mailbox
-from mailgate.domain.message import ParsedMessage
+from mailgate.domain.message import ParsedMessage, Sender
 from mailgate.domain.threading import ThreadDecision, ThreadVia, TicketRef
 from mailgate.domain.ticket import Priority, TicketStatus, status_after_customer_reply
+from mailgate.mail.authentication import AgentProof, verify_agent
 from mailgate.mail.classify import DeliveryReport, automatic_reason
+from mailgate.mail.forwarded import find_forwarded_original
+from mailgate.mail.reply_text import extract_reply
 from mailgate.mail.tokens import ticket_of_message_id, verify_message_id
 from mailgate.rules.autoresponse import acknowledgement_decision
+from mailgate.rules.confirmation import is_confirmation
 from mailgate.rules.engine import RuleOutcome
 from mailgate.rules.routing import addressed_queues, is_own_address
 from mailgate.store import outbox, tickets, timers
@@ -48,6 +53,7 @@ class FilingPolicy:
     agents: frozenset[str]
     secret: bytes
     bounce_block: timedelta = timedelta(days=60)
+    authserv_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class Arrival:
     envelope_sender: str | None = None
     bounce_outbox_id: int | None = None
     delivery_report: DeliveryReport | None = None
+    raw: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,7 @@ def file_message(
     policy: FilingPolicy,
     triage: Triage,
     now: datetime,
+    agent_desk: AgentDesk | None = None,
 ) -> FilingOutcome:
     """Create or append a ticket for `parsed`; a message already stored changes nothing."""
     if arrival.bounce_outbox_id is not None or arrival.delivery_report is not None:
@@ -89,23 +97,141 @@ def file_message(
     known = tickets.ticket_number_of_message(session, parsed.message_id)
     if known is not None:
         return _record_duplicate(session, known, queues, parsed, now)
-    decision = thread_message(_threading_facts(session, parsed, policy))
+    decision = _allow_reopen(session, thread_message(_threading_facts(session, parsed, policy)), policy, now)
+    proof, unverified = verify_agent(
+        parsed, arrival.recipients, agents=policy.agents, secret=policy.secret, authserv_id=policy.authserv_id
+    )
+    if proof is not None and agent_desk is not None:
+        handled = _agent_mail(session, parsed, arrival, decision, proof, queues, agent_desk, policy, triage, now)
+        if handled is not None:
+            return handled
+    if unverified is not None and decision.ticket is not None:
+        # A mail in an agent's name without proof changes nothing on the ticket it names
+        # (the Zendesk 2024 report: a forged From must not read or write others' tickets).
+        _note_unverified(session, _ticket_id(session, decision.ticket), parsed, unverified, now)
+        return FilingOutcome(decision.ticket, "ignored", f"agent address without verification: {unverified}")
     automatic = automatic_reason(parsed, arrival.envelope_sender)
     if decision.creates_ticket:
         number = _open_ticket(session, parsed, decision, queues, arrival.inbound_id, policy, now)
-        ticket_id = tickets.ticket_id_by_number(session, number)
-        assert ticket_id is not None
-        timers.note_status(session, ticket_id, "", TicketStatus.NEW.value, now)
-        outcome = triage.apply(session, ticket_id, parsed, is_reply=False, now=now)
-        triage.actions.tracker.refresh(session, ticket_id)
-        _acknowledge(session, ticket_id, parsed, outcome, automatic, policy, triage, now)
-        triage.actions.notifier.notify_agents(
-            session, ticket_id, "new_ticket", now, sender_problem=parsed.sender.problem
-        )
+        ticket_id = _ticket_id(session, number)
+        _triage_new(session, ticket_id, parsed, automatic, policy, triage, now, acknowledge=True)
+        _note_unverified(session, ticket_id, parsed, unverified, now)
         return FilingOutcome(number, "created", decision.reason)
     assert decision.ticket is not None
     _append(session, parsed, decision, arrival.inbound_id, policy, triage, automatic, now)
     return FilingOutcome(decision.ticket, "appended", decision.reason)
+
+
+def _ticket_id(session: Session, number: int) -> int:
+    ticket_id = tickets.ticket_id_by_number(session, number)
+    assert ticket_id is not None
+    return ticket_id
+
+
+def _triage_new(
+    session: Session,
+    ticket_id: int,
+    parsed: ParsedMessage,
+    automatic: str | None,
+    policy: FilingPolicy,
+    triage: Triage,
+    now: datetime,
+    *,
+    acknowledge: bool,
+    acknowledge_reason: str = "",
+) -> None:
+    """Rules, timers, the customer's acknowledgement and the agents' copies of a new ticket."""
+    timers.note_status(session, ticket_id, "", TicketStatus.NEW.value, now)
+    outcome = triage.apply(session, ticket_id, parsed, is_reply=False, now=now)
+    triage.actions.tracker.refresh(session, ticket_id)
+    if acknowledge:
+        _acknowledge(session, ticket_id, parsed, outcome, automatic, policy, triage, now)
+    else:
+        tickets.add_event(
+            session, ticket_id, "mail_suppressed", SYSTEM, now, template="acknowledgement", reason=acknowledge_reason
+        )
+    triage.actions.notifier.notify_agents(session, ticket_id, "new_ticket", now, sender_problem=parsed.sender.problem)
+
+
+def _note_unverified(
+    session: Session, ticket_id: int, parsed: ParsedMessage, reason: str | None, now: datetime
+) -> None:
+    """Mail from an agent's address without proof is an ordinary correspondent's: say why."""
+    if reason is not None and parsed.sender.address is not None:
+        tickets.add_event(session, ticket_id, "agent_unverified", parsed.sender.address.email, now, reason=reason)
+
+
+def _allow_reopen(session: Session, decision: ThreadDecision, policy: FilingPolicy, now: datetime) -> ThreadDecision:
+    """A mail to a ticket closed within its queue's reopen_days reopens it instead of starting anew."""
+    if decision.via is not ThreadVia.CLOSED_FOLLOWUP or decision.linked is None:
+        return decision
+    ticket_id = _ticket_id(session, decision.linked)
+    queue = tickets.ticket_queue(session, ticket_id)
+    days = next((m.reopen_days for m in policy.mailboxes if m.queue == queue), 0)
+    closed_at = timers.load_state(session, ticket_id).status_since
+    if days <= 0 or now - closed_at > timedelta(days=days):
+        return decision
+    return ThreadDecision(
+        ThreadVia.CLOSED_FOLLOWUP,
+        decision.linked,
+        None,
+        f"{decision.reason}; it was closed less than {days} days ago, so it reopens",
+    )
+
+
+def _agent_mail(
+    session: Session,
+    parsed: ParsedMessage,
+    arrival: Arrival,
+    decision: ThreadDecision,
+    proof: AgentProof,
+    queues: tuple[str, ...],
+    desk: AgentDesk,
+    policy: FilingPolicy,
+    triage: Triage,
+    now: datetime,
+) -> FilingOutcome | None:
+    """A verified agent's mail: a reply to a ticket, or a customer's mail forwarded to open one."""
+    number = proof.ticket if proof.ticket is not None else decision.ticket
+    if number is not None and tickets.ticket_id_by_number(session, number) is not None:
+        note = desk.handle_reply(
+            session, _ticket_id(session, number), parsed, proof, inbound_id=arrival.inbound_id, now=now
+        )
+        return FilingOutcome(number, "agent_reply", note)
+    original = find_forwarded_original(parsed, arrival.raw)
+    if original is None:
+        return None
+    forwarded = replace(
+        parsed,
+        sender=Sender(original.sender),
+        subject=original.subject or parsed.subject,
+        text_body=original.text or parsed.text_body,
+    )
+    opening = ThreadDecision(ThreadVia.NEW, None, None, f"{proof.agent} forwarded a mail from {original.sender.email}")
+    number = _open_ticket(session, forwarded, opening, queues, arrival.inbound_id, policy, now)
+    ticket_id = _ticket_id(session, number)
+    tickets.add_event(
+        session,
+        ticket_id,
+        "opened_by_agent",
+        proof.agent,
+        now,
+        verified_by=proof.method,
+        customer=original.sender.email,
+    )
+    wants_ack = any(c.name == "ack" for c in desk.read_commands(parsed).commands)
+    _triage_new(
+        session,
+        ticket_id,
+        forwarded,
+        None,
+        policy,
+        triage,
+        now,
+        acknowledge=wants_ack,
+        acknowledge_reason="opened by an agent's forward without #ack",
+    )
+    return FilingOutcome(number, "created", opening.reason)
 
 
 def _acknowledge(
@@ -330,6 +456,9 @@ def _append(
     triage.apply(session, ticket_id, parsed, is_reply=True, now=now)
     current = tickets.ticket_status(session, ticket_id)
     following = status_after_customer_reply(current)
+    if current is TicketStatus.RESOLVED and is_confirmation(extract_reply(parsed.text_body, parsed.html_body)):
+        # "Thanks, that fixed it": the customer, not the agent, closes (DOMAIN.md).
+        following = TicketStatus.CLOSED
     if not triage.actions.change_status(session, ticket_id, following, actor=actor, now=now):
         tickets.touch(session, ticket_id, now)
         triage.actions.tracker.refresh(session, ticket_id)

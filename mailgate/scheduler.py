@@ -25,6 +25,7 @@ from mailgate.ticket_actions import TicketActions
 
 log = structlog.get_logger("mailgate.scheduler")
 SCHEDULER = "scheduler"
+RETRY_FAILED_TIMER = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,21 @@ class TimerScheduler:
         while True:
             due = await self.store.call(timers.due_ticket_ids, now, self.settings.batch_size)
             for ticket_id in due:
-                await self.store.call(self._run_ticket, ticket_id, now)
+                await self._run_one(ticket_id, now)
             handled += len(due)
             if len(due) < self.settings.batch_size:
                 return handled
+
+    async def _run_one(self, ticket_id: int, now: datetime) -> None:
+        """One catch-all per ticket: a bug on one ticket must not stop every other ticket's timers."""
+        try:
+            await self.store.call(self._run_ticket, ticket_id, now)
+        except TemporaryFailure:
+            raise
+        except Exception as error:
+            log.exception("timer_failed", ticket_id=ticket_id, error_type=type(error).__name__)
+            # Look again in a while rather than spinning on the same failure.
+            await self.store.call(timers.postpone_timer, ticket_id, now + RETRY_FAILED_TIMER)
 
     def _run_ticket(self, session: Session, ticket_id: int, now: datetime) -> None:
         """One ticket's due timers in one transaction: escalations, then the lifecycle step."""

@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mailgate.agent_mail import AgentDesk
 from mailgate.clock import Clock
 from mailgate.domain.message import ParsedMessage
 from mailgate.errors import PermanentFailure, TemporaryFailure
@@ -26,6 +27,7 @@ from mailgate.mail.classify import parse_delivery_report
 from mailgate.mail.limits import ParseLimits
 from mailgate.mail.parse import parse_message
 from mailgate.mail.tokens import outbox_of_bounce_address
+from mailgate.metrics import Metrics
 from mailgate.store import inbound
 from mailgate.store.blobs import BlobStore
 from mailgate.store.transaction import Store
@@ -56,9 +58,13 @@ class InboundWorker:
         settings: WorkerSettings,
         triage: Triage,
         on_filed: Callable[[], None] | None = None,
+        agent_desk: AgentDesk | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.triage = triage
+        self.agent_desk = agent_desk
         # Called on the loop after each filed message, which may have queued mail to send.
         self.on_filed = on_filed
         self._last_sweep: datetime | None = None
@@ -112,6 +118,9 @@ class InboundWorker:
         )
         if item is None:
             return False
+        if self.metrics is not None and item.attempts == 1 and item.envelope.source in ("pipe", "imap"):
+            # Piped mail is queued by another process and the IMAP pollers keep no counter: count it here.
+            self.metrics.received.inc(item.envelope.source)
         with structlog.contextvars.bound_contextvars(inbound_id=item.id):
             await asyncio.to_thread(self._handle, item)
         if self.on_filed is not None:
@@ -150,6 +159,9 @@ class InboundWorker:
                 ms=elapsed_ms,
                 note=outcome.note,
             )
+            if self.metrics is not None:
+                self.metrics.processed.inc(item.envelope.source)
+                self.metrics.latency.observe(time.perf_counter() - started)
 
     def _file(self, item: inbound.InboundItem, parsed: ParsedMessage) -> FilingOutcome:
         try:
@@ -174,12 +186,14 @@ class InboundWorker:
             envelope_sender=item.envelope.mail_from if smtp else None,
             bounce_outbox_id=bounce_ids[0] if bounce_ids else None,
             delivery_report=report,
+            raw=item.raw,
         )
 
     def _file_in_session(self, session: Session, item: inbound.InboundItem, parsed: ParsedMessage) -> FilingOutcome:
         now = self.clock.now()
         outcome = file_message(
-            session, parsed, self._arrival(item, parsed), policy=self.settings.policy, triage=self.triage, now=now
+            session, parsed, self._arrival(item, parsed), policy=self.settings.policy, triage=self.triage, now=now,
+            agent_desk=self.agent_desk
         )
         state = inbound.IGNORED if outcome.result == "ignored" else inbound.DONE
         error = outcome.note if state == inbound.IGNORED else None
@@ -189,6 +203,8 @@ class InboundWorker:
     def _fail(self, item: inbound.InboundItem, reason: str) -> None:
         log.warning("inbound_failed", reason=reason)
         self.store.run(inbound.finish, item.id, inbound.FAILED, self.clock.now(), error=reason)
+        if self.metrics is not None:
+            self.metrics.failed.inc(item.envelope.source)
 
     def _release(self, item: inbound.InboundItem) -> None:
         try:

@@ -21,6 +21,16 @@ if ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ]; then
   fi
 fi
 
+# Headless Chromium for the HTML report test (it renders the report and screenshots it).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "note: chromium is not installed and cannot be installed here; the HTML report test will say why it skips" >&2
+  fi
+fi
+
 echo "== ruff"
 .venv/bin/ruff check mailgate tests
 echo "== mypy --strict mailgate"

@@ -35,9 +35,9 @@ _PRIORITY_ORDER = (Priority.LOW, Priority.MEDIUM, Priority.HIGH, Priority.URGENT
 def status_after_customer_reply(current: TicketStatus) -> TicketStatus:
     """A customer writing again puts a ticket the team had answered back into the team's hands.
 
-    New stays new (nobody has acted yet); answered, pending and resolved become open. Closed
-    tickets never receive mail: the threading step starts a linked ticket instead.
+    New stays new (nobody has acted yet); answered, pending and resolved become open. A closed
+    ticket receives mail only when its queue allows reopening (reopen_days); it opens again.
     """
-    if current in (TicketStatus.ANSWERED, TicketStatus.PENDING, TicketStatus.RESOLVED):
+    if current in (TicketStatus.ANSWERED, TicketStatus.PENDING, TicketStatus.RESOLVED, TicketStatus.CLOSED):
         return TicketStatus.OPEN
     return current

@@ -21,6 +21,7 @@ from aiosmtpd.smtp import Session as SmtpSession
 from mailgate.clock import Clock
 from mailgate.domain.mailbox import Mailbox
 from mailgate.errors import StorageFull, TemporaryFailure
+from mailgate.metrics import Metrics
 from mailgate.rules.routing import resolve_mailbox
 from mailgate.store import inbound
 from mailgate.store.transaction import Store
@@ -107,13 +108,22 @@ class SmtpIngestHandler:
     """aiosmtpd handler: RCPT checks the mailbox, DATA commits the raw bytes, errors become 451."""
 
     def __init__(
-        self, store: Store, clock: Clock, mailboxes: tuple[Mailbox, ...], *, lmtp: bool, on_queued: Callable[[], None]
+        self,
+        store: Store,
+        clock: Clock,
+        mailboxes: tuple[Mailbox, ...],
+        *,
+        lmtp: bool,
+        on_queued: Callable[[], None],
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
+        # Replaced as a whole by App.reload (SIGHUP); each RCPT reads it once.
         self.mailboxes = mailboxes
         self.lmtp = lmtp
         self.on_queued = on_queued
+        self.metrics = metrics
 
     async def handle_RCPT(
         self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope, address: str, rcpt_options: list[str]
@@ -138,6 +148,8 @@ class SmtpIngestHandler:
             log.error("inbound_enqueue_failed", error=str(error), peer=queued.peer)
             return self._reply(recipients, "451 4.3.0 Temporary storage failure; try again later")
         log.info("inbound_queued", inbound_id=inbound_id, source=source, size=len(raw), peer=queued.peer)
+        if self.metrics is not None:
+            self.metrics.received.inc(source)
         self.on_queued()
         return self._reply(recipients, f"250 2.0.0 Queued as {inbound_id}")
 

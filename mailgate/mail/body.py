@@ -62,6 +62,10 @@ _ALLOWED_ATTRIBUTES = {
     "col": {"span"},
     "ol": {"start"},
     "font": {"color"},
+    # Kept so that quoted history can be found later: Gmail's class="gmail_quote", Outlook's
+    # id="divRplyFwdMsg"/"appendonsend", Apple Mail's and Thunderbird's <blockquote type="cite">.
+    "div": {"id", "class"},
+    "blockquote": {"type"},
 }
 # Whole elements, content included: script and style text is not prose.
 _DROPPED_WITH_CONTENT = {"script", "style", "head", "title", "template", "noscript"}

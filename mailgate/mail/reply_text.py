@@ -18,25 +18,29 @@ _MAX_MARKER_LINE = 500
 # An Outlook header block is at most this many lines after its first (From, Sent, To, Cc,
 # Subject and a couple of wrapped address lines).
 _BLOCK_LOOKAHEAD = 7
+_MAX_HTML_ATTRIBUTES = 2000
+# New text comes first; a quote that starts deeper than this in a huge body is not looked for,
+# so a hostile body of header-like lines costs a bounded amount of work.
+_MAX_SCANNED_LINES = 20_000
 
 # Our own marker, in every language, without its dashes so that a client re-wrapping or
 # rendering it from HTML still matches.
 _OWN_MARKERS = tuple(marker.strip("- ").casefold() for marker in REPLY_ABOVE.values())
 
-# "On <date>, <name> wrote:" and its translations, as Gmail, Apple Mail and Thunderbird write them.
-_ATTRIBUTION = re.compile(
-    r"""(?:^on\s.*\swrote:$
-       | ^am\s.*\sschrieb\b.*:$
-       | ^le\s.*\sa\s+[ée]crit\s*:$
-       | ^el\s.*\sescribi[óo]\s*:$
-       | .*\bkirjoitti\b.*:$
-       | .*\bra[šs][ėe]\s*:$
-       | .*\bwrote:$)""",
-    re.IGNORECASE | re.VERBOSE,
-)
+# "On <date>, <name> wrote:" and its translations, as Gmail, Apple Mail and Thunderbird write
+# them, end in one of these verbs; German puts the name after "schrieb", Finnish Thunderbird
+# the date after "kirjoitti". Plain string tests keep the check linear in the line's length.
+_ATTRIBUTION_VERBS = (" wrote", " a écrit", " a ecrit", " escribió", " escribio", " kirjoitti", " rašė", " rase")
+_KIRJOITTI = re.compile(r"\bkirjoitti\b")
+_DATE_OR_ADDRESS = re.compile(r"[\d@]")
+# How far below a bare "<name> wrote:" the quote it introduces must start.
+_ATTRIBUTION_LOOKAHEAD = 3
 _BARE_ATTRIBUTION_START = re.compile(r"(?:on|am|le|el)\s", re.IGNORECASE)
+# Where an attribution wrapped over two lines may begin: "On ...", or a date as Gmail puts it
+# first in Finnish and Lithuanian ("ma 2.11.2026 klo 9.30 ...", "2026-11-02, pr, 09:30 ...").
+_WRAPPED_ATTRIBUTION_START = re.compile(r"(?:on|am|le|el)\s|(?:\w{1,3}\.?,?\s+)?\d{1,4}[-./]\d", re.IGNORECASE)
 _SEPARATOR = re.compile(
-    r"""-{2,}\s*(?:original\s+message|alkuper[äa]inen\s+viesti|originali\s+[žz]inut[ėe}]
+    r"""-{2,}\s*(?:original\s+message|alkuper[äa]inen\s+viesti|originali\s+[žz]inut[ėe]
        | urspr[üu]ngliche\s+nachricht|message\s+d'origine|mensaje\s+original
        | forwarded\s+message|v[äa]litetty\s+viesti|persi[ųu]stas\s+lai[šs]kas
        | weitergeleitete\s+nachricht|message\s+transf[ée]r[ée]|mensaje\s+reenviado)\s*-{2,}
@@ -83,18 +87,14 @@ def extract_reply(text: str, html: str | None = None) -> str:
     The plain text is used when it has a quote to cut; otherwise the HTML is cut at its quote
     container and rendered as text. Returns "" only when the mail holds nothing but quotes.
     """
-    text = _lines_text(text)
-    if text.strip():
-        lines = text.split("\n")
-        cut = find_quote_start(lines)
-        if cut is not None or not html:
-            return _finish(lines, cut)
-    if html:
+    lines = _lines_text(text).split("\n")
+    cut = find_quote_start(lines)
+    if html and cut is None:
         position = html_quote_start(html)
         if position is not None or not text.strip():
             rendered = _lines_text(html_to_text(html if position is None else html[:position])).split("\n")
             return _finish(rendered, find_quote_start(rendered))
-    return text.strip()
+    return _finish(lines, cut)
 
 
 def _lines_text(text: str) -> str:
@@ -118,6 +118,8 @@ def _join(lines: list[str]) -> str:
 
 def find_quote_start(lines: list[str]) -> int | None:
     """Index of the first line where quoted history begins, or None."""
+    lines = lines[:_MAX_SCANNED_LINES]
+    labels = [header_label(line) for line in lines]  # once per line, not once per look-ahead
     for index, line in enumerate(lines):
         stripped = line.strip()
         if not stripped or len(stripped) > _MAX_MARKER_LINE:
@@ -126,7 +128,8 @@ def find_quote_start(lines: list[str]) -> int | None:
             return index
         if not stripped.startswith(">") and _is_attribution(lines, index):
             return index
-        if header_block_end(lines, index) is not None:
+        window = slice(index, index + _BLOCK_LOOKAHEAD)
+        if labels[index] is not None and _block_length(lines[window], labels[window]) is not None:
             return _before_underscores(lines, index)
     return None
 
@@ -141,21 +144,30 @@ def _is_attribution(lines: list[str], index: int) -> bool:
     line = lines[index].strip()
     if _attribution_line(line, lines, index + 1):
         return True
-    if index + 1 < len(lines) and _BARE_ATTRIBUTION_START.match(line):
+    if index + 1 < len(lines) and _WRAPPED_ATTRIBUTION_START.match(line):
         joined = f"{line} {lines[index + 1].strip()}"
         return len(joined) <= _MAX_MARKER_LINE and _attribution_line(joined, lines, index + 2)
     return False
 
 
 def _attribution_line(line: str, lines: list[str], following: int) -> bool:
-    if not line.endswith(":") or _ATTRIBUTION.fullmatch(line) is None:
+    if not _attribution_text(line):
         return False
     # "On ... wrote:" is unmistakable; a bare "<name> wrote:" or "kirjoitti:" needs a date, an
     # address or quoted lines right after it to be told apart from prose.
-    if _BARE_ATTRIBUTION_START.match(line) or any(char.isdigit() or char == "@" for char in line):
+    if _BARE_ATTRIBUTION_START.match(line) or _DATE_OR_ADDRESS.search(line):
         return True
-    nxt = next((candidate.strip() for candidate in lines[following:] if candidate.strip()), "")
-    return nxt.startswith(">")
+    below = (lines[index].strip() for index in range(following, min(len(lines), following + _ATTRIBUTION_LOOKAHEAD)))
+    return next((candidate for candidate in below if candidate), "").startswith(">")
+
+
+def _attribution_text(line: str) -> bool:
+    if not line.endswith(":"):
+        return False
+    folded = line[:-1].rstrip().casefold()
+    if folded.startswith("am ") and " schrieb " in f"{folded} ":
+        return True
+    return folded.endswith(_ATTRIBUTION_VERBS) or _KIRJOITTI.search(folded) is not None
 
 
 def header_label(line: str) -> str | None:
@@ -172,20 +184,26 @@ def header_block_end(lines: list[str], start: int) -> int | None:
     A block is consecutive "Label: value" lines naming at least the sender, the date and the
     recipient or subject, in any order and language; a wrapped address line may sit between.
     """
-    if header_label(lines[start]) is None:
+    window = lines[start : start + _BLOCK_LOOKAHEAD]
+    length = _block_length(window, [header_label(line) for line in window])
+    return None if length is None else start + length
+
+
+def _block_length(lines: list[str], labels: list[str | None]) -> int | None:
+    """Length of the header block at the start of `lines` (with their labels), or None."""
+    if not labels or labels[0] is None:
         return None
-    labels: set[str] = set()
-    end, unlabeled = start, 0
-    for index in range(start, min(len(lines), start + _BLOCK_LOOKAHEAD)):
-        label = header_label(lines[index])
+    found: set[str] = set()
+    end, unlabeled = 0, 0
+    for index, label in enumerate(labels):
         if label is None:
             unlabeled += 1
             if not lines[index].strip() or unlabeled > 2:
                 break
             continue
-        labels.add(label)
+        found.add(label)
         end = index + 1
-    if {"from", "sent"} <= labels and labels & {"to", "subject"}:
+    if {"from", "sent"} <= found and found & {"to", "subject"}:
         return end
     return None
 
@@ -209,11 +227,12 @@ def _drop_trailing_quotes(lines: list[str]) -> list[str]:
 
 def _bottom_posted(lines: list[str], cut: int) -> list[str]:
     """The unquoted lines after an attribution whose quote comes first (bottom-posting)."""
-    rest = lines[cut + 1 :]
-    first = next((line.strip() for line in rest if line.strip()), "")
-    if not first.startswith(">"):
-        return []
-    return [line for line in rest if not line.lstrip().startswith(">")]
+    for attribution_lines in (1, 2):  # an attribution may be wrapped over two lines
+        rest = lines[cut + attribution_lines :]
+        first = next((line.strip() for line in rest if line.strip()), "")
+        if first.startswith(">"):
+            return [line for line in rest if not line.lstrip().startswith(">")]
+    return []
 
 
 def _strip_signature(lines: list[str]) -> list[str]:
@@ -231,6 +250,8 @@ def _strip_signature(lines: list[str]) -> list[str]:
 def html_quote_start(html: str) -> int | None:
     """Offset of the first HTML element that holds quoted history, or None."""
     for match in _HTML_TAG.finditer(html):
-        if _HTML_QUOTE_ATTRIBUTE.search(match.group(2)):
+        # Quote containers carry short attributes; a longer one is not worth a regex search.
+        attributes = match.group(2)
+        if len(attributes) <= _MAX_HTML_ATTRIBUTES and _HTML_QUOTE_ATTRIBUTE.search(attributes):
             return match.start()
     return None

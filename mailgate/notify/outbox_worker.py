@@ -19,6 +19,7 @@ from mailgate.domain.message import Address
 from mailgate.errors import PermanentFailure, TemporaryFailure
 from mailgate.mail.compose import OutgoingAttachment, OutgoingMail, compose
 from mailgate.mail.tokens import bounce_address
+from mailgate.metrics import Metrics
 from mailgate.notify.render import TemplateRenderer
 from mailgate.store import outbox
 from mailgate.store.blobs import BlobStore
@@ -62,8 +63,10 @@ class OutboxWorker:
         blobs: BlobStore,
         clock: Clock,
         settings: OutboxSettings,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.relay = relay
         self.renderer = renderer
         self.blobs = blobs
@@ -129,6 +132,7 @@ class OutboxWorker:
         except Exception as error:  # A broken template or payload: keep the row, say why, go on.
             log.exception("outbox_render_failed", error_type=type(error).__name__)
             self.store.run(outbox.mark_failed, item.id, f"cannot render: {type(error).__name__}: {error}"[:500])
+            self._count("render")
             return
         envelope_from = bounce_address(self.settings.secret, self.settings.bounce_mailbox, outbox_id=item.id)
         try:
@@ -136,20 +140,29 @@ class OutboxWorker:
         except PermanentFailure as error:
             log.warning("outbox_send_failed", reply=str(error), permanent=True)
             self.store.run(outbox.mark_failed, item.id, str(error)[:1000])
+            self._count("permanent")
         except TemporaryFailure as error:
             self._retry_or_give_up(item, str(error), now)
         else:
             self.store.run(outbox.mark_sent, item.id, self.clock.now())
             log.info("outbox_sent", kind=item.kind, attempts=item.attempts)
+            if self.metrics is not None:
+                self.metrics.outbox_sent.inc()
+
+    def _count(self, failure: str) -> None:
+        if self.metrics is not None:
+            self.metrics.outbox_failures.inc(failure)
 
     def _retry_or_give_up(self, item: outbox.OutboxItem, reply: str, now: datetime) -> None:
         if now - item.created_at >= self.settings.max_age:
             log.warning("outbox_send_failed", reply=reply, permanent=False, gave_up=True)
             self.store.run(outbox.mark_failed, item.id, f"gave up after {self.settings.max_age}: {reply}"[:1000])
+            self._count("gave_up")
             return
         when = now + retry_delay(item.attempts)
         log.info("outbox_send_deferred", reply=reply, retry_at=when.isoformat())
         self.store.run(outbox.schedule_retry, item.id, reply[:1000], when)
+        self._count("deferred")
 
     def _circuit_open(self, now: datetime) -> bool:
         """More automatic mail per minute than configured means a loop somewhere: hold it all."""

@@ -51,7 +51,52 @@ class Notifier:
     def agents_for(self, snapshot: tickets.TicketSnapshot) -> tuple[Agent, ...]:
         if snapshot.assignee:
             return tuple(a for a in self.settings.agents if a.email == snapshot.assignee)
-        return tuple(a for a in self.settings.agents if not a.queues or snapshot.queue in a.queues)
+        return self.queue_agents(snapshot.queue)
+
+    def queue_agents(self, queue: str) -> tuple[Agent, ...]:
+        return tuple(a for a in self.settings.agents if not a.queues or queue in a.queues)
+
+    def relay_agent_reply(
+        self,
+        session: Session,
+        ticket_id: int,
+        *,
+        agent: Agent,
+        text: str,
+        attachments: list[dict[str, str]],
+        cc: tuple[str, ...],
+        now: datetime,
+    ) -> int:
+        """The agent's words to the customer (and Cc participants), from the queue's address.
+
+        Returns how many mails were queued. The footer names the ticket's current status, so a
+        status change the reply caused needs no second mail.
+        """
+        snapshot = tickets.ticket_snapshot(session, ticket_id)
+        recipients = ([snapshot.requester] if snapshot.requester else []) + [Address(email) for email in cc]
+        for recipient in recipients:
+            if outbox.is_bouncing(session, recipient.email, now):
+                tickets.add_event(session, ticket_id, "mail_suppressed", SYSTEM, now, template="agent_reply",
+                                  reason=f"mail to {recipient.email} bounced recently")
+                continue
+            language = self._language(snapshot)
+            context = {"reply_text": text, "agent_name": agent.name,
+                       **status_context(snapshot.status, snapshot.status, language)}
+            self._queue(session, snapshot, kind="agent_reply", template="agent_reply", to=recipient, automatic=None,
+                        language=language, context=context, now=now, attachments=attachments,
+                        cc=[a for a in recipients if a != recipient])
+        return len(recipients)
+
+    def command_error(
+        self, session: Session, ticket_id: int, *, agent: Agent, errors: tuple[str, ...], help_text: str,
+        now: datetime,
+    ) -> None:
+        """Tell an agent why their reply went nowhere."""
+        snapshot = tickets.ticket_snapshot(session, ticket_id)
+        self._queue(session, snapshot, kind="agent_command_error", template="agent_command_error",
+                    to=Address(agent.email, agent.name), automatic="auto-replied",
+                    language=self.settings.default_language,
+                    context={"errors": list(errors), "help": help_text}, now=now)
 
     def acknowledge(
         self,
@@ -87,15 +132,29 @@ class Notifier:
         self._to_customer(session, snapshot, "status_changed", "auto-generated", context, now, suppressed)
 
     def notify_agents(
-        self, session: Session, ticket_id: int, event: str, now: datetime, *, sender_problem: str | None = None
+        self,
+        session: Session,
+        ticket_id: int,
+        event: str,
+        now: datetime,
+        *,
+        sender_problem: str | None = None,
+        exclude: str | None = None,
+        whole_queue: bool = False,
     ) -> None:
-        """New tickets go to the queue's agents (or the assignee), customer replies to the assignee."""
+        """New tickets go to the queue's agents (or the assignee), customer replies to the assignee.
+
+        Internal notes go to the whole queue but their author (`whole_queue`, `exclude`).
+        """
         snapshot = tickets.ticket_snapshot(session, ticket_id)
+        agents = self.queue_agents(snapshot.queue) if whole_queue else self.agents_for(snapshot)
         conversation = [
             {"date": created.strftime("%Y-%m-%d %H:%M UTC"), "author": author, "text": text[:20_000]}
             for created, author, text in tickets.conversation(session, ticket_id)
         ]
-        for agent in self.agents_for(snapshot):
+        for agent in agents:
+            if agent.email == exclude:
+                continue
             context = {"event": event, "conversation": conversation, "sender_problem": sender_problem}
             reply_to = Address(
                 reply_address(
@@ -205,6 +264,8 @@ class Notifier:
         context: dict[str, Any],
         now: datetime,
         reply_to: Address | None = None,
+        attachments: list[dict[str, str]] | None = None,
+        cc: list[Address] | None = None,
     ) -> int:
         settings = self.settings
         facts = TicketFacts(
@@ -239,6 +300,8 @@ class Notifier:
             "in_reply_to": thread[-1] if thread else None,
             "references": [*thread, pseudo_reference(snapshot.number, settings.domain)],
             "automatic": automatic,
+            "attachments": attachments or [],
+            "cc": [_as_dict(a) for a in cc or []],
         }
         outbox_id = outbox.add(
             session,

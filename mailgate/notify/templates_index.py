@@ -18,3 +18,13 @@ def template_names(override_dir: Path | None = None) -> frozenset[str]:
         if root is not None and root.is_dir():
             names.update(path.name.removesuffix(".txt.j2") for path in root.glob("*/*.txt.j2"))
     return frozenset(names)
+
+
+def canned_texts(override_dir: Path | None = None) -> dict[str, str]:
+    """Canned responses by name (`canned/<name>.txt`); an override directory's replace the shipped ones."""
+    texts: dict[str, str] = {}
+    for root in (SHIPPED_TEMPLATES, override_dir):
+        if root is not None and (root / "canned").is_dir():
+            for path in sorted((root / "canned").glob("*.txt")):
+                texts[path.stem] = path.read_text(encoding="utf-8")
+    return texts

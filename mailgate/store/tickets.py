@@ -117,7 +117,14 @@ def create_ticket(
 
 
 def add_message(
-    session: Session, ticket_id: int, parsed: ParsedMessage, *, inbound_id: int | None, direction: str, now: datetime
+    session: Session,
+    ticket_id: int,
+    parsed: ParsedMessage,
+    *,
+    inbound_id: int | None,
+    direction: str,
+    now: datetime,
+    internal: bool = False,
 ) -> int:
     sender = parsed.sender.address
     message = Message(
@@ -135,7 +142,7 @@ def add_message(
         cc_addresses=json.dumps([a.email for a in parsed.cc]),
         text_body=parsed.text_body,
         html_body=parsed.html_body,
-        internal=False,
+        internal=internal,
         created_at=now,
     )
     session.add(message)
@@ -280,3 +287,13 @@ def set_queue(session: Session, ticket_id: int, queue: str, now: datetime) -> No
 
 def ticket_sla_policy(session: Session, ticket_id: int) -> str | None:
     return session.scalars(select(Ticket.sla_policy).where(Ticket.id == ticket_id)).one()
+
+
+def participants(session: Session, ticket_id: int) -> list[str]:
+    return list(
+        session.scalars(
+            select(TicketParticipant.email)
+            .where(TicketParticipant.ticket_id == ticket_id)
+            .order_by(TicketParticipant.email)
+        )
+    )

@@ -181,3 +181,12 @@ def automatic_replies_since(
     if ticket_id is not None:
         query = query.where(Outbox.ticket_id == ticket_id)
     return int(session.scalar(query) or 0)
+
+
+def due_count(session: Session, now: datetime) -> int:
+    """How many tickets have a timer due, without taking locks (for health checks and tests)."""
+    return int(session.scalar(select(func.count()).where(Ticket.next_timer_at <= now)) or 0)
+
+
+def postpone_timer(session: Session, ticket_id: int, when: datetime) -> None:
+    session.execute(update(Ticket).where(Ticket.id == ticket_id).values(next_timer_at=when))

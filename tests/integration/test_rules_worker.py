@@ -18,7 +18,7 @@ import pytest
 from mailgate.app import App
 from mailgate.clock import FakeClock
 from mailgate.domain.ticket import TicketStatus
-from mailgate.store import outbox, views
+from mailgate.store import outbox, timers, views
 from tests.integration.helpers import drain, flush_outbox, ticket, tickets
 from tests.support.mailfactory import make_mail
 from tests.support.smtp_client import send
@@ -72,8 +72,15 @@ class Desk:
         await drain(self.app)
 
     async def advance(self, delta: timedelta) -> None:
+        """Move the clock, then wait until every timer due by then has run (by us or the app's scheduler)."""
         self.clock.advance(delta)
-        await self.app.scheduler.tick()
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            await self.app.scheduler.tick()
+            if not self.app.store.run(timers.due_count, self.clock.now()):
+                break
+            assert asyncio.get_running_loop().time() < deadline, "timers did not settle"
+            await asyncio.sleep(0.01)
         await flush_outbox(self.app)
 
     def set_status(self, number: int, status: TicketStatus) -> None:
