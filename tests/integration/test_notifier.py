@@ -33,9 +33,7 @@ def sink() -> Iterator[SmtpSink]:
 @pytest.fixture
 async def desk(config_factory: Any, sink: SmtpSink) -> AsyncIterator[App]:
     """An App whose relay is the sink, on a fake clock so retries are driven by the test."""
-    application = App(
-        config_factory(outgoing={"relay_port": sink.port}, agents=[]), clock=FakeClock(START)
-    )
+    application = App(config_factory(outgoing={"relay_port": sink.port}, agents=[]), clock=FakeClock(START))
     await application.start()
     try:
         yield application
@@ -62,7 +60,9 @@ def set_status(app: App, number: int, status: TicketStatus) -> None:
 
 async def test_acknowledgement_is_one_well_formed_threaded_mail(desk: App, sink: SmtpSink) -> None:
     """A new ticket sends the customer exactly one acknowledgement with the right headers."""
-    await receive(desk, make_mail(sender="Alice <alice@customer.example>", subject="Printer", message_id="<c1@x.example>"))
+    await receive(
+        desk, make_mail(sender="Alice <alice@customer.example>", subject="Printer", message_id="<c1@x.example>")
+    )
     await flush(desk)
     (mail,) = sink.received
     message = mail.message
@@ -86,15 +86,26 @@ async def test_every_status_change_mails_the_customer_once(desk: App, sink: Smtp
     """open, pending, resolved, closed, reopened: one mail each, threaded under the ticket."""
     await receive(desk, make_mail(message_id="<s1@x.example>"))
     (row,) = tickets(desk)
-    for status in (TicketStatus.OPEN, TicketStatus.PENDING, TicketStatus.RESOLVED, TicketStatus.OPEN,
-                   TicketStatus.RESOLVED, TicketStatus.CLOSED):
+    for status in (
+        TicketStatus.OPEN,
+        TicketStatus.PENDING,
+        TicketStatus.RESOLVED,
+        TicketStatus.OPEN,
+        TicketStatus.RESOLVED,
+        TicketStatus.CLOSED,
+    ):
         set_status(desk, row.number, status)
     set_status(desk, row.number, TicketStatus.CLOSED)  # no change: no mail
     await flush(desk)
     subjects = [m.message["Subject"] for m in sink.received]
     assert len(subjects) == 7  # the acknowledgement and six changes
     assert [s.split("] ")[1].split(":")[0] for s in subjects[1:]] == [
-        "Open", "Waiting for you", "Resolved", "Reopened", "Resolved", "Closed"
+        "Open",
+        "Waiting for you",
+        "Resolved",
+        "Reopened",
+        "Resolved",
+        "Closed",
     ]
     resolved = sink.received[3].message.get_body(("plain",)).get_content()
     assert "solved" in resolved and "reopens" in resolved
@@ -130,7 +141,9 @@ async def test_mail_is_in_the_customers_language(desk: App, sink: SmtpSink) -> N
 
 async def test_hostile_subject_injects_no_header_and_no_html(desk: App, sink: SmtpSink) -> None:
     """A subject decoding to CR/LF and <script> yields neither a new header nor live HTML."""
-    raw = with_raw_subject(make_mail(), "=?utf-8?q?hi=0D=0ABcc=3A_victim=40evil=2Eexample_=3Cscript=3Ealert(1)=3C/script=3E?=")
+    raw = with_raw_subject(
+        make_mail(), "=?utf-8?q?hi=0D=0ABcc=3A_victim=40evil=2Eexample_=3Cscript=3Ealert(1)=3C/script=3E?="
+    )
     await receive(desk, raw)
     await flush(desk)
     (mail,) = sink.received
@@ -218,8 +231,10 @@ async def test_bounce_marks_the_mail_and_address_and_opens_no_ticket(desk: App, 
 
 async def test_circuit_breaker_holds_automatic_mail(config_factory: Any, sink: SmtpSink) -> None:
     """More automatic mails per minute than allowed are held (with an alert), not sent."""
-    app = App(config_factory(outgoing={"relay_port": sink.port, "max_automatic_per_minute": 3}, agents=[]),
-              clock=FakeClock(START))
+    app = App(
+        config_factory(outgoing={"relay_port": sink.port, "max_automatic_per_minute": 3}, agents=[]),
+        clock=FakeClock(START),
+    )
     await app.start()
     try:
         for index in range(6):

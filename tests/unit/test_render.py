@@ -13,19 +13,25 @@ TICKET = TicketFacts(1042, "<script>alert(1)</script> printer", "resolved", "hig
 
 
 def context(language: str) -> dict[str, object]:
-    return {**base_context(TICKET, tag="[Acme #1042]", desk_name="Acme", language=language),
-            **status_context("open", "resolved", language), "customer_name": "Alice"}
+    return {
+        **base_context(TICKET, tag="[Acme #1042]", desk_name="Acme", language=language),
+        **status_context("open", "resolved", language),
+        "customer_name": "Alice",
+    }
 
 
-@pytest.mark.parametrize(("language", "phrase"), [("en", "has been resolved"), ("fi", "on ratkaistu"),
-                                                  ("lt", "išspręsta")])
+@pytest.mark.parametrize(
+    ("language", "phrase"), [("en", "has been resolved"), ("fi", "on ratkaistu"), ("lt", "išspręsta")]
+)
 def test_status_mail_renders_in_each_language(language: str, phrase: str) -> None:
     """The resolved notice exists in English, Finnish and Lithuanian."""
     mail = TemplateRenderer().render("status_changed", language, context(language))
     assert phrase in mail.text and mail.subject.startswith("[Acme #1042]")
 
 
-@pytest.mark.parametrize("name", ["acknowledgement", "status_changed", "agent_notification", "agent_reply", "escalation"])
+@pytest.mark.parametrize(
+    "name", ["acknowledgement", "status_changed", "agent_notification", "agent_reply", "escalation"]
+)
 @pytest.mark.parametrize("language", ["en", "fi", "lt"])
 def test_every_template_exists_in_every_language(name: str, language: str) -> None:
     """Each kind of mail has a text and an HTML template in each shipped language."""

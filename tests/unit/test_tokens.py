@@ -16,7 +16,9 @@ SECRET = b"k" * 64
 
 def test_message_id_verifies_only_for_its_recipient() -> None:
     """A reply proves receipt only when it comes from the address the mail was sent to."""
-    message_id = make_message_id(SECRET, ticket=1042, recipient="Alice@Customer.example", nonce="ab12", domain="example.com")
+    message_id = make_message_id(
+        SECRET, ticket=1042, recipient="Alice@Customer.example", nonce="ab12", domain="example.com"
+    )
     assert verify_message_id(SECRET, message_id, sender="alice@customer.example", domain="example.com") == 1042
     assert verify_message_id(SECRET, message_id, sender="mallory@evil.example", domain="example.com") is None
     assert verify_message_id(b"x" * 64, message_id, sender="alice@customer.example", domain="example.com") is None
