@@ -155,7 +155,7 @@ async def test_hostile_subject_injects_no_header_and_no_html(desk: App, sink: Sm
 
 
 async def test_relay_down_then_up_delivers_each_mail_once_with_its_message_id(desk: App, sink: SmtpSink) -> None:
-    """With the relay down, mail waits; once it is back every mail arrives once, with the Message-ID fixed at queueing."""
+    """With the relay down mail waits; once it is back every mail arrives once, with its queued Message-ID."""
     sink.stop()
     for index in range(3):
         await receive(desk, make_mail(sender=f"u{index}@customer.example"))
@@ -199,7 +199,8 @@ async def test_temporary_refusals_give_up_after_the_maximum_age(desk: App, sink:
 
 def delivery_report(original_message_id: str, status: str = "5.1.1") -> bytes:
     return (
-        "From: MAILER-DAEMON@relay.example\r\nTo: support@example.com\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        "From: MAILER-DAEMON@relay.example\r\nTo: support@example.com\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
         "Auto-Submitted: auto-replied\r\nMessage-ID: <dsn1@relay.example>\r\n"
         'Content-Type: multipart/report; report-type=delivery-status; boundary="R"\r\n\r\n'
         "--R\r\nContent-Type: text/plain\r\n\r\nThe mail could not be delivered.\r\n"
