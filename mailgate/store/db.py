@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 
 def normalise_url(url: str) -> str:
@@ -35,10 +34,12 @@ def _make_sqlite_engine(url: str, busy_timeout_seconds: float) -> Engine:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url,
+        # Pooled connections are handed from thread to thread, never used by two at once.
         connect_args={"timeout": busy_timeout_seconds, "check_same_thread": False},
-        # Each thread hop gets a fresh connection cheaply; a pool would pin connections to
-        # threads for no gain with SQLite's file-level locking.
-        poolclass=NullPool,
+        # Keep connections open: closing the last connection to a WAL database checkpoints and
+        # truncates the log (several fsyncs), which measured 7 ms per unit of work with NullPool.
+        pool_size=5,
+        max_overflow=10,
     )
 
     @event.listens_for(engine, "connect")

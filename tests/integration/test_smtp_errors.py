@@ -113,6 +113,7 @@ async def test_full_database_gives_452(tmp_path: Path) -> None:
         from sqlalchemy import event
 
         event.listen(app.store.engine, "connect", cap)
+        app.store.engine.dispose()  # pooled connections were opened before the cap
         raw = make_mail(body=("z" * 900 + "\n") * 100)
         with pytest.raises(smtplib.SMTPDataError) as refused:
             await asyncio.to_thread(send, port_of(app), raw)
