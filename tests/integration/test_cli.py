@@ -151,3 +151,16 @@ def test_tickets_set_and_outbox_commands(config_file: Path) -> None:
     assert sorted(r["kind"] for r in rows) == ["acknowledgement", "status_changed"]
     assert all(r["state"] == "queued" for r in rows)
     assert mailgate(config_file, "outbox", "retry", str(rows[0]["id"])).returncode == 1  # not failed
+
+
+def test_mailgate_config_environment_variable(config_file: Path) -> None:
+    """Without --config, MAILGATE_CONFIG names the file."""
+    import os
+
+    result = subprocess.run(
+        [sys.executable, "-m", "mailgate", "check-config"],
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "MAILGATE_CONFIG": str(config_file)},
+    )
+    assert result.returncode == 0 and b"127.0.0.1:2599" in result.stdout
