@@ -22,6 +22,7 @@ from mailgate.errors import ConfigError
 from mailgate.mail.limits import ParseLimits
 from mailgate.notify.templates_index import template_names
 from mailgate.rules.config_schema import RULES_SECTION_KEYS, RulesConfig, read_rules_section
+from mailgate.toml_tables import TomlTable as _Table
 
 T = TypeVar("T")
 
@@ -168,64 +169,6 @@ class Config:
     @property
     def agent_addresses(self) -> frozenset[str]:
         return frozenset(agent.email for agent in self.agents)
-
-
-class _Table:
-    """One TOML table being read: typed getters that remember which keys were used."""
-
-    def __init__(self, path: str, data: object) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(path, "a table", data)
-        self.path = path
-        self.data: dict[str, Any] = data
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def get(self, name: str, kind: type[T], default: T, expected: str) -> T:
-        self.used.add(name)
-        if name not in self.data:
-            return default
-        value = self.data[name]
-        # bool is an int in Python; a port of `true` must not pass as 1.
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ConfigError(self.key(name), expected, value)
-        return value
-
-    def convert(self, name: str, default: T, expected: str, parse: Callable[[Any], T | None]) -> T:
-        self.used.add(name)
-        if name not in self.data:
-            return default
-        result = parse(self.data[name])
-        if result is None:
-            raise ConfigError(self.key(name), expected, self.data[name])
-        return result
-
-    def table(self, name: str) -> _Table:
-        self.used.add(name)
-        return _Table(self.key(name), self.data.get(name, {}))
-
-    def optional(self, name: str, kind: type[T], expected: str) -> T | None:
-        """A key without a default: None when absent, checked like `get` when present."""
-        if name not in self.data:
-            self.used.add(name)
-            return None
-        value: T = self.get(name, kind, self.data[name], expected)
-        return value
-
-    def tables(self, name: str) -> list[_Table]:
-        self.used.add(name)
-        items = self.data.get(name, [])
-        if not isinstance(items, list):
-            raise ConfigError(self.key(name), f"an array of tables ([[{name}]])", items)
-        return [_Table(f"{self.key(name)}[{index}]", item) for index, item in enumerate(items)]
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            known = ", ".join(sorted(self.used))
-            raise ConfigError(self.key(unknown[0]), f"one of the known keys ({known})", "unknown key")
 
 
 def _parse_listen(value: Any) -> tuple[str, int] | None:

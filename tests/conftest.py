@@ -59,3 +59,14 @@ async def app(config_factory: Callable[..., Config]) -> AsyncIterator[Any]:
         yield application
     finally:
         await application.stop()
+
+
+@pytest.fixture
+def sink() -> Iterator[Any]:
+    """A loopback SMTP relay that records what the notifier sends."""
+    from tests.support.smtp_sink import SmtpSink
+
+    relay = SmtpSink()
+    relay.start()
+    yield relay
+    relay.stop()

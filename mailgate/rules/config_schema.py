@@ -24,6 +24,7 @@ from mailgate.rules.business_hours import ALWAYS_OPEN, MIDNIGHT, BusinessCalenda
 from mailgate.rules.engine import ROUND_ROBIN, Action, ActionKind, Condition, Operator, Rule, is_known_field
 from mailgate.rules.sla import DEFAULT_WARNING_FRACTION, SlaPolicy, SlaTargets
 from mailgate.rules.timers import DEFAULT_PENDING_DAYS, DEFAULT_RESOLVED_DAYS
+from mailgate.toml_tables import TomlTable as _Section
 
 T = TypeVar("T")
 
@@ -105,59 +106,6 @@ class _Known:
     agents: frozenset[str]
     queues: frozenset[str]
     policies: frozenset[str] = frozenset()
-
-
-class _Section:
-    """One TOML table being read: typed getters that remember which keys were used."""
-
-    def __init__(self, path: str, data: object) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(path, "a table", data)
-        self.path = path
-        self.data: dict[str, Any] = data
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def get(self, name: str, kind: type[T], default: T, expected: str) -> T:
-        self.used.add(name)
-        value = self.data.get(name, default)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ConfigError(self.key(name), expected, value)
-        return value
-
-    def convert(self, name: str, default: T, expected: str, parse: Callable[[Any], T | None]) -> T:
-        self.used.add(name)
-        if name not in self.data:
-            return default
-        result = parse(self.data[name])
-        if result is None:
-            raise ConfigError(self.key(name), expected, self.data[name])
-        return result
-
-    def table(self, name: str) -> _Section:
-        self.used.add(name)
-        return _Section(self.key(name), self.data.get(name, {}))
-
-    def tables(self, name: str) -> list[_Section]:
-        self.used.add(name)
-        items = self.data.get(name, [])
-        if not isinstance(items, list):
-            raise ConfigError(self.key(name), f"an array of tables ([[{name}]])", items)
-        return [_Section(f"{self.key(name)}[{index}]", item) for index, item in enumerate(items)]
-
-    def strings(self, name: str, expected: str) -> tuple[str, ...]:
-        values = self.get(name, list, [], expected)
-        if not all(isinstance(value, str) and value.strip() for value in values):
-            raise ConfigError(self.key(name), expected, values)
-        return tuple(value.strip() for value in values)
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            known = ", ".join(sorted(self.used))
-            raise ConfigError(self.key(unknown[0]), f"one of the known keys ({known})", "unknown key")
 
 
 def read_rules_section(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -24,14 +24,6 @@ CUSTOMER = "maija@asiakas.example"
 AGENT = "agent@example.com"
 QUOTED = "Hello, my printer is on fire and nobody answers the phone."
 NEW_TEXT = "We have sent a technician; please keep the fire extinguisher ready."
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    relay = SmtpSink()
-    relay.start()
-    yield relay
-    relay.stop()
 
 
 @pytest.fixture

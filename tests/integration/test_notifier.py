@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,14 +20,6 @@ from tests.support.smtp_client import send
 from tests.support.smtp_sink import SmtpSink
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    relay = SmtpSink()
-    relay.start()
-    yield relay
-    relay.stop()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,14 +50,6 @@ def sla_sections(holidays: list[str] | None = None) -> dict[str, Any]:
         },
         "escalation": {"notify": ["supervisor@example.com"], "raise_priority": True, "tag": "sla-breached"},
     }
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    relay = SmtpSink()
-    relay.start()
-    yield relay
-    relay.stop()
 
 
 class Desk:
