@@ -22,6 +22,7 @@ from mailgate.rules.timers import Escalation, EscalationKind, escalations_due, l
 from mailgate.store import tickets, timers
 from mailgate.store.transaction import Store
 from mailgate.ticket_actions import TicketActions
+from mailgate.waiting import wait_first
 
 log = structlog.get_logger("mailgate.scheduler")
 SCHEDULER = "scheduler"
@@ -61,16 +62,7 @@ class TimerScheduler:
             await self._sleep(stop, until)
 
     async def _sleep(self, stop: asyncio.Event, until: datetime) -> None:
-        waiters = [
-            asyncio.ensure_future(stop.wait()),
-            asyncio.ensure_future(self.wakeup.wait()),
-            asyncio.ensure_future(self.clock.sleep_until(until)),
-        ]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        await wait_first(stop.wait(), self.wakeup.wait(), self.clock.sleep_until(until))
 
     async def tick(self) -> int:
         """Run every timer due now; returns how many tickets were looked at."""

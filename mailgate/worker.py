@@ -32,6 +32,7 @@ from mailgate.store import inbound
 from mailgate.store.blobs import BlobStore
 from mailgate.store.transaction import Store
 from mailgate.triage import Triage
+from mailgate.waiting import wait_first
 
 log = structlog.get_logger("mailgate.worker")
 
@@ -88,11 +89,11 @@ class InboundWorker:
             except TemporaryFailure as error:
                 backoff = min(max(backoff * 2, 0.5), self.settings.max_backoff_seconds)
                 log.warning("worker_backing_off", error=str(error), seconds=backoff)
-                await _wait_any(stop, None, backoff)
+                await wait_first(stop.wait(), timeout=backoff)
                 continue
             if not worked:
                 await self._requeue_abandoned()
-                await _wait_any(stop, self.wakeup, self.settings.idle_poll_seconds)
+                await wait_first(stop.wait(), self.wakeup.wait(), timeout=self.settings.idle_poll_seconds)
 
     async def _requeue_abandoned(self) -> None:
         """Now and then, take back messages claimed by an instance that died (shared databases)."""
@@ -192,8 +193,13 @@ class InboundWorker:
     def _file_in_session(self, session: Session, item: inbound.InboundItem, parsed: ParsedMessage) -> FilingOutcome:
         now = self.clock.now()
         outcome = file_message(
-            session, parsed, self._arrival(item, parsed), policy=self.settings.policy, triage=self.triage, now=now,
-            agent_desk=self.agent_desk
+            session,
+            parsed,
+            self._arrival(item, parsed),
+            policy=self.settings.policy,
+            triage=self.triage,
+            now=now,
+            agent_desk=self.agent_desk,
         )
         state = inbound.IGNORED if outcome.result == "ignored" else inbound.DONE
         error = outcome.note if state == inbound.IGNORED else None
@@ -211,14 +217,3 @@ class InboundWorker:
             self.store.run(inbound.release, item.id)
         except TemporaryFailure:
             log.warning("inbound_release_failed", note="the message is queued again at the next start")
-
-
-async def _wait_any(stop: asyncio.Event, other: asyncio.Event | None, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(stop.wait())]
-    if other is not None:
-        waiters.append(asyncio.ensure_future(other.wait()))
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

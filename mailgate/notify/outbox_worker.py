@@ -24,6 +24,7 @@ from mailgate.notify.render import TemplateRenderer
 from mailgate.store import outbox
 from mailgate.store.blobs import BlobStore
 from mailgate.store.transaction import Store
+from mailgate.waiting import wait_first
 
 log = structlog.get_logger("mailgate.outbox")
 
@@ -89,12 +90,7 @@ class OutboxWorker:
                 sent = 0
             if not sent:
                 await self._requeue_abandoned()
-                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wakeup.wait())]
-                await asyncio.wait(
-                    waiters, timeout=self.settings.idle_poll_seconds, return_when=asyncio.FIRST_COMPLETED
-                )
-                for waiter in waiters:
-                    waiter.cancel()
+                await wait_first(stop.wait(), self.wakeup.wait(), timeout=self.settings.idle_poll_seconds)
 
     async def _requeue_abandoned(self) -> None:
         """Now and then, take back mail claimed by an instance that died mid-send (shared databases)."""
@@ -114,9 +110,7 @@ class OutboxWorker:
         return total
 
     async def process_batch(self) -> int:
-        items = await self.store.call(
-            outbox.claim_due, self.clock.now(), self.settings.batch_size, self.settings.owner
-        )
+        items = await self.store.call(outbox.claim_due, self.clock.now(), self.settings.batch_size, self.settings.owner)
         for item in items:
             with structlog.contextvars.bound_contextvars(outbox_id=item.id, message_id=item.message_id):
                 await asyncio.to_thread(self._deliver, item)
