@@ -20,7 +20,11 @@ _DRAIN_POLL_SECONDS = 0.05
 
 def needs_restart(old: Config, new: Config) -> list[str]:
     """The restart-only sections that differ between the configuration in use and the new one."""
-    return [name for name in RESTART_ONLY if getattr(old, name) != getattr(new, name)]
+    changed = [name for name in RESTART_ONLY if getattr(old, name) != getattr(new, name)]
+    # A poller with `queue` set took that queue's mailbox address as its envelope at start.
+    if "imap" not in changed and old.mailboxes != new.mailboxes and any(a.queue for a in old.imap):
+        changed.append("imap")
+    return changed
 
 
 def effective_config(old: Config, new: Config) -> Config:

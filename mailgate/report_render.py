@@ -202,8 +202,8 @@ def bar_chart(
     for index, (label, value) in enumerate(items):
         bar_height = plot_height * value / top
         x = _PLOT_LEFT + index * slot + slot * 0.1
-        bars.append(Bar(round(x, 2), round(baseline - bar_height, 2), round(slot * 0.8, 2), round(bar_height, 2),
-                        label, value, colour))
+        top_y = round(baseline - bar_height, 2)
+        bars.append(Bar(round(x, 2), top_y, round(slot * 0.8, 2), round(bar_height, 2), label, value, colour))
     step = max(1, math.ceil(len(items) / max_ticks))
     ticks = tuple(
         (round(_PLOT_LEFT + (i + 0.5) * slot, 2), label) for i, (label, _) in enumerate(items) if i % step == 0
@@ -229,10 +229,9 @@ def donut(items: Sequence[tuple[str, int]], colours: dict[str, str], radius: flo
         if not value:
             continue
         length = circumference * value / total
-        slices.append(
-            Slice(label, value, colours.get(label, FALLBACK_COLOUR), f"{length:.2f} {circumference - length:.2f}",
-                  round(-offset, 2), percent(value / total))
-        )
+        dash = f"{length:.2f} {circumference - length:.2f}"
+        colour = colours.get(label, FALLBACK_COLOUR)
+        slices.append(Slice(label, value, colour, dash, round(-offset, 2), percent(value / total)))
         offset += length
     return tuple(slices)
 

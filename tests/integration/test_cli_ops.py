@@ -22,9 +22,8 @@ AGENT = '\n[[agents]]\nemail = "agent@example.com"\nname = "Agnes Agent"\n'
 
 
 def mailgate(config: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailgate", "--config", str(config), *args], input=stdin, capture_output=True, timeout=120
-    )
+    command = [sys.executable, "-m", "mailgate", "--config", str(config), *args]
+    return subprocess.run(command, input=stdin, capture_output=True, timeout=120)
 
 
 @pytest.fixture

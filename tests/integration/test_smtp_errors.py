@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from mailgate.app import App
-from tests.integration.helpers import inbound_rows, tickets
+from tests.integration.helpers import drain, inbound_rows, tickets
 from tests.support.mailfactory import make_mail
 from tests.support.smtp_client import send
 
@@ -217,6 +217,6 @@ async def test_bare_lf_smuggling_stores_exactly_one_message(app: Any) -> None:
     writer.close()
     rows = inbound_rows(app)
     assert len(rows) == 1
-    await app.worker.run_until_idle()
+    await drain(app)
     (row,) = tickets(app)
     assert row.subject == "first"

@@ -30,7 +30,7 @@ def test_notify_is_a_no_op_without_the_variable() -> None:
     assert systemd_notify.notify("READY=1", environ={"NOTIFY_SOCKET": ""}) is False
 
 
-def test_notify_survives_a_vanished_supervisor(tmp_path: object) -> None:
+def test_notify_survives_a_vanished_supervisor() -> None:
     """A socket path nobody listens on gives False, never an exception."""
     assert systemd_notify.notify("WATCHDOG=1", environ={"NOTIFY_SOCKET": "/nonexistent/notify"}) is False
 
