@@ -99,12 +99,20 @@ class SlaTracker:
         """Recompute and store the due times and the next timer of a ticket."""
         view = self.view(session, ticket_id)
         wake = next_wakeup(view.due, view.warnings, view.fired, view.lifecycle[0] if view.lifecycle else None)
+        state, due = view.state, view.due
+        # A met target keeps its due time, so reports can tell whether it was met in time.
+        first = due.first_response_due or (
+            state.stored_first_response_due if state.first_agent_response_at is not None else None
+        )
+        resolution = due.resolution_due or (state.stored_resolution_due if state.resolved_at is not None else None)
+        running = [d for d in (due.first_response_due, due.next_response_due, due.resolution_due) if d is not None]
         timers.save_due(
             session,
             ticket_id,
-            first_response_due=view.due.first_response_due,
-            next_response_due=view.due.next_response_due,
-            resolution_due=view.due.resolution_due,
+            first_response_due=first,
+            next_response_due=due.next_response_due,
+            resolution_due=resolution,
             next_timer_at=wake,
+            sla_due_at=min(running, default=None),
         )
         return view

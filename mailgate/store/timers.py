@@ -34,6 +34,8 @@ class TimerState:
     resolved_at: datetime | None
     pauses: tuple[tuple[datetime, datetime | None], ...]
     fired: frozenset[tuple[str, str]]
+    stored_first_response_due: datetime | None = None
+    stored_resolution_due: datetime | None = None
 
 
 def load_state(session: Session, ticket_id: int) -> TimerState:
@@ -61,6 +63,8 @@ def load_state(session: Session, ticket_id: int) -> TimerState:
         resolved_at=ticket.resolved_at,
         pauses=tuple((start, end) for start, end in pauses),
         fired=frozenset((target, kind) for target, kind in fired),
+        stored_first_response_due=ticket.first_response_due,
+        stored_resolution_due=ticket.resolution_due,
     )
 
 
@@ -72,8 +76,9 @@ def save_due(
     next_response_due: datetime | None,
     resolution_due: datetime | None,
     next_timer_at: datetime | None,
+    sla_due_at: datetime | None,
 ) -> None:
-    candidates = [d for d in (first_response_due, next_response_due, resolution_due) if d is not None]
+    """Store the targets (kept after they are met, for reports) and what is still running."""
     session.execute(
         update(Ticket)
         .where(Ticket.id == ticket_id)
@@ -81,7 +86,7 @@ def save_due(
             first_response_due=first_response_due,
             next_response_due=next_response_due,
             resolution_due=resolution_due,
-            sla_due_at=min(candidates, default=None),
+            sla_due_at=sla_due_at,
             next_timer_at=next_timer_at,
         )
     )

@@ -322,3 +322,28 @@ def test_rules_test_command_explains_a_message(tmp_path: Path) -> None:
 
 
 _ = outbox
+
+
+async def test_met_target_keeps_its_due_time_for_reports(config_factory: Any, sink: SmtpSink) -> None:
+    """After the first agent response the first-response due time stays recorded; nothing is running."""
+    desk = await start_desk(config_factory, sink, MONDAY_MORNING)
+    try:
+        await desk.mail(make_mail(subject="Invoice layout"))
+        (row,) = tickets(desk.app)
+        actions = desk.app.actions
+
+        def answer(session: Any) -> None:
+            ticket_id = actions.ticket_id(session, row.number)
+            timers.note_agent_reply(session, ticket_id, desk.clock.now())
+            actions.change_status(session, ticket_id, TicketStatus.ANSWERED, actor=AGENT_ADDRESS, now=desk.clock.now())
+
+        desk.app.store.run(answer)
+        stored = desk.row(row.number)
+        assert stored.first_agent_response_at == MONDAY_MORNING
+        assert stored.first_response_due == MONDAY_MORNING + timedelta(hours=4)
+        assert stored.sla_due_at is None
+    finally:
+        await desk.app.stop()
+
+
+AGENT_ADDRESS = "agent@example.com"
