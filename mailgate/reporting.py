@@ -191,8 +191,8 @@ def was_reopened(ticket: TicketHistory) -> bool:
 
 
 def due_time(ticket: TicketHistory, target: str) -> datetime | None:
-    """The due time stored on the ticket; the SLA tracker clears it once met or resolved, and then
-    the due time named by the ticket's last escalation of that target is the one left."""
+    """The due time stored on the ticket (kept after the target is met); for tickets recorded before
+    that was so, the due time named by the ticket's last escalation of that target."""
     stored = ticket.first_response_due if target == "first_response" else ticket.resolution_due
     if stored is not None:
         return stored
