@@ -29,7 +29,7 @@ from typing import Any
 
 from bench.corpus import Mail, build_corpus, describe
 from bench.driver import SESSION_MODE
-from bench.instance import postgres_unavailable_reason
+from bench.instance import postgres_unavailable_reason, use_bytecode_cache
 from bench.procstat import load_average
 from bench.report import evaluate_goals, format_report
 from bench.scenarios import (
@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="pre-fill N tickets and run the highest concurrency again (repeatable)")
     parser.add_argument("--soak", metavar="MINUTES", type=float, default=0.0, help="constant-rate run (default off)")
     parser.add_argument("--rate", type=float, default=50.0, help="messages/s during --soak (default 50)")
+    parser.add_argument("--soak-connections", type=int, default=8, help="paced connections during --soak (default 8)")
     parser.add_argument("--peer", choices=["roundup"], help="also run Roundup's mail gateway on the corpus")
     parser.add_argument("--idle-trials", type=int, default=20)
     parser.add_argument("--deliver-runs", type=int, default=20)
@@ -86,7 +87,7 @@ class Plan:
 
 def _plan(args: argparse.Namespace) -> Plan:
     if args.smoke:
-        args.mails, args.idle_trials, args.deliver_runs = min(args.mails, 20), 3, 3
+        args.mails, args.idle_trials, args.deliver_runs, args.soak_connections = min(args.mails, 20), 3, 3, 2
         return Plan(["sqlite"], [1], args.store_size or [200], args.soak or 0.05, min(args.rate, 10.0), None)
     backends = [name.strip() for name in args.backends.split(",") if name.strip()]
     unknown = sorted(set(backends) - set(BACKENDS))
@@ -95,11 +96,20 @@ def _plan(args: argparse.Namespace) -> Plan:
     return Plan(backends, sorted(set(args.connections)), sorted(set(args.store_size)), args.soak, args.rate, args.peer)
 
 
-def _meta(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
+def _git_state() -> str | None:
+    """The commit, and whether the work tree differs from it (each daemon runs the tree as it is)."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                            check=False)
+    if not commit.stdout.strip():
+        return None
+    return commit.stdout.strip() + (" (modified)" if status.stdout.strip() else "")
+
+
+def _meta(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
     return {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "git_commit": commit.stdout.strip() or None,
+        "git_commit": _git_state(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
@@ -126,7 +136,7 @@ def _run_backend(root: Path, sink: Sink, backend: str, corpus: list[Mail], plan:
         with running_instance(root, sink, backend, options) as running:
             profile = f"{backend}-c{connections}" if connections == top else None
             result["runs"].append(measure_load(running, corpus, connections, sink, options, profile))
-            if backend not in result["idle"]:
+            if backend not in result["idle"] and (options.idle_trials or options.deliver_runs):
                 log(f"{backend}: idle latency ({options.idle_trials} mails), "
                     f"`mailgate deliver` ({options.deliver_runs} runs)")
                 result["idle"][backend] = _idle_and_deliver(running, corpus, options)
@@ -214,7 +224,7 @@ def _execute(args: argparse.Namespace, plan: Plan, corpus: list[Mail], options: 
             log(f"{backend}: soak {plan.soak_minutes} min at {plan.soak_rate} msg/s")
             with running_instance(root, sink, backend, options, sample_interval=1.0) as running:
                 result["soak"] = run_soak(running, corpus, options, sink, minutes=plan.soak_minutes,
-                                          rate=plan.soak_rate)
+                                          rate=plan.soak_rate, connections=args.soak_connections)
         if plan.peer == "roundup":
             _run_peer(root, sink, corpus, result)
 
@@ -228,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "store_scale": {"sizes": plan.store_sizes, "runs": []}, "soak": None, "peer": None,
                               "skipped": [], "interrupted": False}
     root = Path(tempfile.mkdtemp(prefix="mailgate-bench-"))
+    use_bytecode_cache(root / "pycache")
+    result["meta"]["bytecode"] = "cached in a temporary PYTHONPYCACHEPREFIX (as installed packages have .pyc files)"
     profile_dir = args.profile_dir or root / "profiles"
     if args.py_spy:
         profile_dir = args.profile_dir or Path(tempfile.mkdtemp(prefix="mailgate-bench-profiles-"))
@@ -242,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     result["meta"]["load_average_at_end"] = load_average()
+    result["meta"]["git_commit_at_end"] = _git_state()
     result["goals"] = evaluate_goals(result)
     print(format_report(result))
     if args.json:

@@ -3,8 +3,11 @@
 Steps (all in a temporary directory, removed afterwards):
 1. `python3 -m venv DIR/venv`, `DIR/venv/bin/pip install roundup` (from PyPI).
 2. `roundup-admin -i TRACKER install classic sqlite mail_domain=example.com,mail_host=127.0.0.1,
-   mail_port=<sink>,tracker_web=http://127.0.0.1:8917/` then
-   `roundup-admin -i TRACKER initialise <admin password>`. The classic schema refuses mail from
+   mail_port=<sink>,tracker_web=http://127.0.0.1:8917/,mailgw_subject_content_match=never` then
+   `roundup-admin -i TRACKER initialise <admin password>`. Subject matching is off because the
+   corpus's customers share subjects ("Cannot log in to the portal"): Roundup's default would
+   file one customer's new request into another's issue; In-Reply-To still threads replies,
+   as in mailgate. The classic schema refuses mail from
    unknown senders; the one line it ships commented out for that,
    `db.security.addPermissionToRole('Anonymous', 'Email Access')`, is enabled, so customers'
    mail opens issues as it does in mailgate. Outgoing mail goes to the same loopback sink.
@@ -62,7 +65,10 @@ def install(workdir: Path) -> tuple[Path, str]:
 
 
 def make_tracker(bin_dir: Path, home: Path, relay_port: int) -> None:
-    settings = f"mail_domain=example.com,mail_host=127.0.0.1,mail_port={relay_port},tracker_web=http://127.0.0.1:8917/"
+    settings = (
+        f"mail_domain=example.com,mail_host=127.0.0.1,mail_port={relay_port},tracker_web=http://127.0.0.1:8917/,"
+        "mailgw_subject_content_match=never"
+    )
     admin = str(bin_dir / "roundup-admin")
     _run([admin, "-i", str(home), "install", "classic", "sqlite", settings], 300, stdin=subprocess.DEVNULL)
     schema = home / "schema.py"

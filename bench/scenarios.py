@@ -31,7 +31,15 @@ from bench.driver import (
     run_load,
     send_one,
 )
-from bench.instance import DaemonProcess, database, deliver_command, free_port, upgrade_schema, write_config
+from bench.instance import (
+    DaemonProcess,
+    database,
+    deliver_command,
+    free_port,
+    python_env,
+    upgrade_schema,
+    write_config,
+)
 from bench.metrics import latency_ms, per_second, rss_summary, slope_mb_per_10min
 from bench.prefill import ARCHIVE_FIRST_NUMBER, prefill
 from bench.procstat import CpuWindow, TreeSampler
@@ -141,8 +149,21 @@ def _wait(predicate: Callable[[], bool], timeout: float, interval: float) -> flo
     return None
 
 
-def _all_filed(probe: DbProbe, total: int, expected_ack_tickets: tuple[int, int]) -> Callable[[], bool]:
+class DaemonDied(RuntimeError):
+    """The daemon exited during a measurement; the message carries the end of its log."""
+
+
+def _alive(running: Running) -> None:
+    process = running.daemon.process
+    if process is not None and process.poll() is not None:
+        raise DaemonDied(f"the daemon exited with {process.returncode}: {running.daemon.log_tail()}")
+
+
+def _all_filed(running: Running, total: int, expected_ack_tickets: tuple[int, int]) -> Callable[[], bool]:
+    probe = running.probe
+
     def check() -> bool:
+        _alive(running)
         if probe.inbound_final() < total:
             return False
         return probe.tickets_without_acknowledgement(*expected_ack_tickets) == 0
@@ -157,12 +178,13 @@ def _py_spy(options: Options, pid: int, name: str) -> Iterator[Path | None]:
         yield None
         return
     output = options.output_dir / f"profile-{name}.txt"
-    process = subprocess.Popen(
-        [options.py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--subprocesses",
-         "--nonblocking", "--output", str(output)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    with (options.output_dir / f"profile-{name}.log").open("wb") as log_file:
+        process = subprocess.Popen(
+            [options.py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--subprocesses",
+             "--nonblocking", "--output", str(output)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     try:
         time.sleep(0.5)  # py-spy attaches
         yield output
@@ -185,7 +207,7 @@ def measure_load(running: Running, corpus: Sequence[Mail], connections: int, sin
     window = CpuWindow().start()
     with (_py_spy(options, running.daemon.pid, profile_name) if profile_name else _no_profile()) as profile:
         load = run_load(running.port, partition(corpus, connections), options.load_timeout)
-        filed_at = _wait(_all_filed(running.probe, load.accepted, _new_ticket_range()), options.load_timeout, 0.02)
+        filed_at = _wait(_all_filed(running, load.accepted, _new_ticket_range()), options.load_timeout, 0.02)
         running.sampler.sample()
         cpu_filed = running.sampler.cpu_total()
         machine = window.stop(cpu_filed - cpu_before)
@@ -286,7 +308,7 @@ def measure_idle(running: Running, mails: Sequence[Mail], options: Options) -> d
             time.sleep(0.3)
             result = ClientResult()
             send_one(client, mail, result)
-            filed = _wait(partial(running.probe.message_filed, mail.message_id), 10, 0.0005)
+            filed = _wait(partial(running.probe.message_filed, mail.message_id), 10, 0.001)
             if filed is None:
                 failures += 1
                 continue
@@ -306,7 +328,7 @@ def measure_deliver(running: Running, mails: Sequence[Mail]) -> dict[str, Any]:
     for mail in mails:
         started = time.perf_counter()
         result = subprocess.run(command, input=mail.raw.replace(b"\r\n", b"\n"), capture_output=True, timeout=60,
-                                check=False)
+                                check=False, env=python_env())
         walls.append(time.perf_counter() - started)
         if result.returncode != 0:
             failures.append(f"exit {result.returncode}: {result.stderr.decode(errors='replace').strip()[:200]}")
@@ -328,13 +350,18 @@ def run_soak(running: Running, corpus: Sequence[Mail], options: Options, sink: S
     monitor.start()
     try:
         load = run_load(running.port, shares, minutes * 60 + options.load_timeout, _pacer(started, rate, connections))
-        filed_at = _wait(lambda: running.probe.inbound_final() >= load.accepted, options.load_timeout, 0.1)
+        sent_seconds = time.perf_counter() - load.started
+        filed_when_sent = running.probe.inbound_final()
+        # A backlog is reported, not waited out for long: the memory figures are what a soak is for.
+        filed_at = _wait(_all_filed(running, load.accepted, _new_ticket_range()), min(options.load_timeout, 120), 0.1)
     finally:
         monitor.stop()
     running.sampler.sample()
     cpu = running.sampler.cpu_total() - cpu_before
     result = _soak_result(running, load, total, rate, minutes, filed_at, backlog, cpu)
     result["machine"] = window.stop(cpu)
+    result["filed_while_sending_per_second"] = per_second(filed_when_sent, sent_seconds)
+    result["backlog_at_end"] = load.accepted - running.probe.inbound_final()
     return result
 
 
@@ -392,6 +419,7 @@ def _soak_result(running: Running, load: LoadResult, total: int, rate: float, mi
     window = max(1, len(warm) // 6)
     return {
         "backend": running.backend,
+        "connections": load.connections,
         "minutes": minutes,
         "rate_target": rate,
         "mails": total,
