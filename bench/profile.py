@@ -48,12 +48,15 @@ ACTIVITIES = (
 )
 
 
+# Frames inside this checkout are shown relative to it.
+_REPOSITORY = str(Path(__file__).resolve().parents[1]) + "/"
+
 def _name(frame: str) -> str:
     match = _FRAME.match(frame)
     if not match:
         return frame
     path = match.group("file")
-    short = re.split(r"site-packages/|/lib/python3\.\d+/|/work/main/", path)[-1]
+    short = re.split(r"site-packages/|/lib/python3\.\d+/|" + re.escape(_REPOSITORY), path)[-1]
     return f"{match.group('func')} ({short})"
 
 
