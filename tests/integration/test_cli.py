@@ -9,17 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import mailgate, process_queue
 from tests.support.daemon import write_config
 from tests.support.mailfactory import make_mail
-
-
-def mailgate(config: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailgate", "--config", str(config), *args],
-        input=stdin,
-        capture_output=True,
-        timeout=120,
-    )
 
 
 @pytest.fixture
@@ -27,21 +19,6 @@ def config_file(tmp_path: Path, db_url: str) -> Path:
     path = write_config(tmp_path / "mailgate.toml", data_dir=tmp_path / "data", db_url=db_url, port=2599)
     assert mailgate(path, "db", "upgrade").returncode == 0
     return path
-
-
-def process_queue(config: Path) -> None:
-    """Run the worker once over the queue, as the daemon would."""
-    code = (
-        "import asyncio, sys\n"
-        "from mailgate.app import App\n"
-        "from mailgate.config import load_config\n"
-        "async def main():\n"
-        "    app = App(load_config(sys.argv[1]))\n"
-        "    await app.worker.run_until_idle()\n"
-        "    app.store.dispose()\n"
-        "asyncio.run(main())\n"
-    )
-    subprocess.run([sys.executable, "-c", code, str(config)], check=True, timeout=120)
 
 
 def test_deliver_queues_and_tickets_list_shows_json(config_file: Path) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,34 +13,16 @@ from mailgate.app import build_store
 from mailgate.config import load_config
 from mailgate.domain.ticket import Priority
 from mailgate.store import tickets
+from tests.support.cli import mailgate, process_queue
 from tests.support.daemon import write_config
 from tests.support.mailfactory import make_mail
 
 AGENT = '\n[[agents]]\nemail = "agent@example.com"\nname = "Agnes Agent"\n'
 
 
-def mailgate(config: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    command = [sys.executable, "-m", "mailgate", "--config", str(config), *args]
-    return subprocess.run(command, input=stdin, capture_output=True, timeout=120)
-
-
 @pytest.fixture
 def config_file(tmp_path: Path, db_url: str) -> Path:
     return write_config(tmp_path / "mailgate.toml", data_dir=tmp_path / "data", db_url=db_url, port=2596, extra=AGENT)
-
-
-def process_queue(config: Path) -> None:
-    code = (
-        "import asyncio, sys\n"
-        "from mailgate.app import App\n"
-        "from mailgate.config import load_config\n"
-        "async def main():\n"
-        "    app = App(load_config(sys.argv[1]))\n"
-        "    await app.worker.run_until_idle()\n"
-        "    app.store.dispose()\n"
-        "asyncio.run(main())\n"
-    )
-    subprocess.run([sys.executable, "-c", code, str(config)], check=True, timeout=120)
 
 
 def test_db_upgrade_twice_is_a_no_op_the_second_time(config_file: Path) -> None:
@@ -63,8 +43,16 @@ def test_tickets_set_changes_status_priority_and_assignee(config_file: Path) -> 
     process_queue(config_file)
     number = json.loads(mailgate(config_file, "tickets", "list", "--json").stdout)[0]["number"]
     changed = mailgate(
-        config_file, "tickets", "set", str(number), "--status", "pending", "--priority", "urgent",
-        "--assign", "agent@example.com",
+        config_file,
+        "tickets",
+        "set",
+        str(number),
+        "--status",
+        "pending",
+        "--priority",
+        "urgent",
+        "--assign",
+        "agent@example.com",
     )
     assert changed.returncode == 0, changed.stderr
     assert b"status pending, priority urgent, assignee agent@example.com" in changed.stdout
