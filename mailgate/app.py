@@ -20,14 +20,17 @@ from typing import IO
 import structlog
 
 from mailgate import lifecycle, systemd_notify
+from mailgate.acceptance_supervisor import AcceptanceSupervisor
 from mailgate.agent_mail import AgentDesk
 from mailgate.clock import Clock, SystemClock
 from mailgate.config import Config, load_config
 from mailgate.errors import ConfigError, MailgateError
 from mailgate.filing import FilingPolicy
 from mailgate.http_status import StatusSource, start_http_server
+from mailgate.ingest.acceptance_process import AcceptanceSettings
+from mailgate.ingest.group_commit import GroupCommitter
 from mailgate.ingest.imap import start_pollers
-from mailgate.ingest.smtp import ConnectionLimiter, SmtpIngestHandler, start_smtp_server
+from mailgate.ingest.smtp import ConnectionLimiter, SmtpIngestHandler, bind_listener, start_smtp_server
 from mailgate.metrics import Metrics, install_log_processor, remove_log_processor
 from mailgate.notify.outbox_worker import OutboxSettings, OutboxWorker
 from mailgate.notify.queueing import Notifier, NotifySettings
@@ -117,7 +120,8 @@ def build_outbox_worker(
 
 
 def build_store(config: Config) -> Store:
-    return Store(make_engine(config.storage.database_url, config.storage.busy_timeout_seconds))
+    timeout = config.storage.busy_timeout_seconds
+    return Store(make_engine(config.storage.database_url, timeout), timeout)
 
 
 @dataclass
@@ -134,6 +138,9 @@ class App:
     outbox_worker: OutboxWorker = field(init=False)
     smtp_address: tuple[str, int] | None = field(init=False, default=None)
     smtp_handler: SmtpIngestHandler | None = field(init=False, default=None)
+    # [smtp] separate_process: the SMTP sessions run in a child process this supervises.
+    acceptance: AcceptanceSupervisor | None = field(init=False, default=None)
+    _listener: socket.socket | None = field(init=False, default=None)
     _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _server: asyncio.Server | None = field(init=False, default=None)
     _limiter: ConnectionLimiter = field(init=False)
@@ -198,26 +205,14 @@ class App:
         if resend:
             log.warning("outbox_requeued_after_crash", count=resend, note="sent again with the same Message-ID")
         install_log_processor(self.metrics.count_log_event)
-        handler = SmtpIngestHandler(
-            self.store,
-            self.clock,
-            config.mailboxes,
-            lmtp=config.smtp.lmtp,
-            on_queued=self.worker.notify,
-            metrics=self.metrics,
-        )
-        self.smtp_handler = handler
-        self._server = await start_smtp_server(
-            handler,
-            self._limiter,
-            host=config.smtp.host,
-            port=config.smtp.port,
-            hostname=config.smtp.hostname,
-            max_message_bytes=config.smtp.max_message_bytes,
-            idle_timeout=config.smtp.idle_timeout_seconds,
-        )
-        host, port = self._server.sockets[0].getsockname()[:2]
+        self._listener = bind_listener(config.smtp.host, config.smtp.port)
+        host, port = self._listener.getsockname()[:2]
         self.smtp_address = (host, port)
+        if config.smtp.separate_process:
+            self.acceptance = AcceptanceSupervisor(self._acceptance_settings(), self._listener, self._on_queued)
+            await self.acceptance.start()
+        else:
+            await self._serve_smtp_here(self._listener)
         await self._start_http()
         self._tasks.append(asyncio.create_task(self.worker.run(self._stop), name="inbound-worker"))
         self._tasks.append(asyncio.create_task(self.outbox_worker.run(self._stop), name="outbox-worker"))
@@ -236,9 +231,48 @@ class App:
             "mailgate_started",
             smtp=f"{host}:{port}",
             lmtp=config.smtp.lmtp,
+            acceptance="own process" if self.acceptance is not None else "daemon's loop",
             database=self.store.engine.dialect.name,
             http="{}:{}".format(*self.http_address) if self.http_address else None,
         )
+
+    def _acceptance_settings(self) -> AcceptanceSettings:
+        config = self.config
+        return AcceptanceSettings(
+            database_url=config.storage.database_url,
+            busy_timeout_seconds=config.storage.busy_timeout_seconds,
+            mailboxes=config.mailboxes,
+            lmtp=config.smtp.lmtp,
+            hostname=config.smtp.hostname,
+            max_message_bytes=config.smtp.max_message_bytes,
+            idle_timeout_seconds=config.smtp.idle_timeout_seconds,
+            max_connections=config.smtp.max_connections,
+            max_connections_per_ip=config.smtp.max_connections_per_ip,
+            drain_seconds=config.daemon.shutdown_timeout_seconds / 2,
+            log_level=config.logging.level,
+            log_format=config.logging.format,
+        )
+
+    async def _serve_smtp_here(self, listener: socket.socket) -> None:
+        """[smtp] separate_process = false: the sessions share this process's loop and core."""
+        config = self.config
+        handler = SmtpIngestHandler(
+            GroupCommitter(self.store, self.clock), config.mailboxes, lmtp=config.smtp.lmtp, on_queued=self._on_queued
+        )
+        self.smtp_handler = handler
+        self._server = await start_smtp_server(
+            handler,
+            self._limiter,
+            listener,
+            hostname=config.smtp.hostname,
+            max_message_bytes=config.smtp.max_message_bytes,
+            idle_timeout=config.smtp.idle_timeout_seconds,
+        )
+
+    def _on_queued(self, source: str) -> None:
+        """A message was committed to the inbound queue and is about to get its 250."""
+        self.metrics.received.inc(source)
+        self.worker.notify()
 
     async def _start_http(self) -> None:
         """The /healthz and /metrics listener, when [http] listen is configured."""
@@ -256,7 +290,9 @@ class App:
         self.http_address = (bound_host, bound_port)
 
     def listener_up(self) -> bool:
-        """The SMTP/LMTP listener is bound and not shutting down."""
+        """The SMTP/LMTP listener is bound, served and not shutting down."""
+        if self.acceptance is not None:
+            return self.acceptance.serving and not self._shutdown.is_set()
         return self._server is not None and self._server.is_serving() and not self._limiter.closing
 
     def request_stop(self) -> None:
@@ -265,10 +301,17 @@ class App:
 
     async def run(self) -> None:
         """Start, tell systemd READY=1, serve until SIGTERM or SIGINT (SIGHUP reloads), then stop within the bound."""
-        await self.start()
         loop = asyncio.get_running_loop()
+        # Before start: the port accepts connections from its bind on, and a SIGTERM that comes
+        # while the acceptance process starts must stop the daemon in order, not kill it.
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
+        try:
+            await self.start()
+        except BaseException:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            raise
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         # Only now: the listener is bound and the schema upgrade has proved the database answers.
         systemd_notify.notify("READY=1", f"STATUS={self._status_line()}")
@@ -304,13 +347,19 @@ class App:
         self._limiter.closing = True
         self._shutdown.set()
         # Sessions first, with the workers still running: a client is waiting on each of them.
-        cut = await lifecycle.drain_sessions(self._limiter, budget / 2) if self._server is not None else 0
-        if cut:
-            log.warning("smtp_sessions_cut", count=cut, note="no 250 was given for their current mail")
+        if self.acceptance is not None:
+            # It drains its sessions within budget/2 itself; a little more for its exit.
+            await self.acceptance.stop(budget / 2 + 2.0)
+        elif self._server is not None:
+            cut = await lifecycle.drain_sessions(self._limiter, budget / 2)
+            if cut:
+                log.warning("smtp_sessions_cut", count=cut, note="no 250 was given for their current mail")
         self._stop.set()
         for server in (self._server, self._http_server):
             if server is not None:
                 server.close()
+        if self._listener is not None:
+            self._listener.close()
         clean = await self._finish_tasks(deadline - loop.time())
         await asyncio.to_thread(self.store.dispose)
         remove_log_processor(self.metrics.count_log_event)
@@ -391,6 +440,8 @@ class App:
         self.outbox_worker.settings = fresh.settings
         if self.smtp_handler is not None:
             self.smtp_handler.mailboxes = config.mailboxes
+        if self.acceptance is not None:
+            self.acceptance.update_mailboxes(config.mailboxes)
         self.config = config
         log.info(
             "config_reloaded",

@@ -47,6 +47,8 @@ class SmtpConfig:
     max_connections: int = 200
     max_connections_per_ip: int = 20
     idle_timeout_seconds: float = 300.0
+    # SMTP sessions in a process of their own, so that acceptance and filing use two cores.
+    separate_process: bool = True
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,7 @@ def _read_smtp(table: _Table) -> SmtpConfig:
         idle_timeout_seconds=table.convert(
             "idle_timeout_seconds", defaults.idle_timeout_seconds, "a positive number of seconds", _positive_number
         ),
+        separate_process=table.get("separate_process", bool, defaults.separate_process, "true or false"),
     )
     table.finish()
     return smtp

@@ -59,7 +59,7 @@ class StatusSource:
 
     async def _snapshot(self) -> tuple[status.StatusSnapshot | None, str | None]:
         try:
-            snapshot = await asyncio.wait_for(self.store.call(status.snapshot), DATABASE_TIMEOUT_SECONDS)
+            snapshot = await asyncio.wait_for(self.store.call_read(status.snapshot), DATABASE_TIMEOUT_SECONDS)
         except TimeoutError:
             return None, f"no answer within {DATABASE_TIMEOUT_SECONDS:g} s"
         except Exception as error:  # Any failure means "not reachable"; the reason goes in the report.

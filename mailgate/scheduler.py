@@ -53,7 +53,7 @@ class TimerScheduler:
             self.wakeup.clear()
             try:
                 await self.tick()
-                earliest = await self.store.call(timers.earliest_timer)
+                earliest = await self.store.call_read(timers.earliest_timer)
             except TemporaryFailure as error:
                 log.warning("scheduler_backing_off", error=str(error))
                 earliest = None
@@ -69,7 +69,7 @@ class TimerScheduler:
         now = self.clock.now()
         handled = 0
         while True:
-            due = await self.store.call(timers.due_ticket_ids, now, self.settings.batch_size)
+            due = await self.store.call_read(timers.due_ticket_ids, now, self.settings.batch_size)
             for ticket_id in due:
                 await self._run_one(ticket_id, now)
             handled += len(due)

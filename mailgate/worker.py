@@ -73,6 +73,7 @@ class InboundWorker:
         self.clock = clock
         self.settings = settings
         self.wakeup = asyncio.Event()
+        self._seemed_empty = False
 
     def notify(self) -> None:
         """New work was queued in this process; wake the worker now instead of at the next poll."""
@@ -114,18 +115,25 @@ class InboundWorker:
 
     async def process_one(self) -> bool:
         """Claim and handle one message; False when nothing was queued."""
-        item = await self.store.call(
-            inbound.claim_next, self.settings.max_attempts, self.clock.now(), self.settings.owner
-        )
+        if self._seemed_empty and not await self.store.call_read(inbound.has_queued):
+            # Idle polls look without taking the write lock the acceptance side needs.
+            return False
+        handled = await asyncio.to_thread(self._claim_and_handle)
+        self._seemed_empty = not handled
+        if handled and self.on_filed is not None:
+            self.on_filed()
+        return handled
+
+    def _claim_and_handle(self) -> bool:
+        """In a worker thread: the claim's transaction, then the message's (one hop for both)."""
+        item = self.store.run(inbound.claim_next, self.settings.max_attempts, self.clock.now(), self.settings.owner)
         if item is None:
             return False
         if self.metrics is not None and item.attempts == 1 and item.envelope.source in ("pipe", "imap"):
             # Piped mail is queued by another process and the IMAP pollers keep no counter: count it here.
             self.metrics.received.inc(item.envelope.source)
         with structlog.contextvars.bound_contextvars(inbound_id=item.id):
-            await asyncio.to_thread(self._handle, item)
-        if self.on_filed is not None:
-            self.on_filed()
+            self._handle(item)
         return True
 
     def _handle(self, item: inbound.InboundItem) -> None:

@@ -27,10 +27,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 def make_config(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Config:
-    """A test configuration: loopback, port 0, two support mailboxes, one agent."""
+    """A test configuration: loopback, port 0, two support mailboxes, one agent.
+
+    SMTP runs on the test's own loop (separate_process = false), so a test can reach into the
+    handler; tests/integration/test_acceptance_process.py and the daemon tests run the default.
+    """
     data: dict[str, Any] = {
         "storage": {"data_dir": str(tmp_path / "data"), "database_url": db_url},
-        "smtp": {"listen": "127.0.0.1:0"},
+        "smtp": {"listen": "127.0.0.1:0", "separate_process": False},
         "helpdesk": {"name": "Acme Support", "domain": "example.com"},
         "mailboxes": [
             {"address": "support@example.com", "queue": "support"},

@@ -1,13 +1,15 @@
-"""SMTP/LMTP ingest with aiosmtpd on the daemon's own event loop.
+"""SMTP/LMTP ingest with aiosmtpd on an asyncio loop (the daemon's, or its acceptance process's).
 
 RCPT accepts only our mailboxes (never an open relay); DATA answers 250 only after the raw bytes
-are committed; every failure is a 4xx the client retries, never aiosmtpd's default `500 Error`,
-which would bounce the customer's mail and leak exception text.
+are committed (concurrent sessions share a commit: group_commit.py); every failure is a 4xx the
+client retries, never aiosmtpd's default `500 Error`, which would bounce the customer's mail and
+leak exception text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -18,15 +20,16 @@ from aiosmtpd.smtp import SMTP
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 
-from mailgate.clock import Clock
 from mailgate.domain.mailbox import Mailbox
 from mailgate.errors import StorageFull, TemporaryFailure
-from mailgate.metrics import Metrics
+from mailgate.ingest.group_commit import GroupCommitter
 from mailgate.rules.routing import resolve_mailbox
 from mailgate.store import inbound
-from mailgate.store.transaction import Store
 
 log = structlog.get_logger("mailgate.ingest.smtp")
+
+# Connections the kernel holds before they are accepted (asyncio's default is 100).
+LISTEN_BACKLOG = 128
 
 # aiosmtpd's size replies carry no enhanced status code (RFC 3463); 5.3.4 is "message too big".
 _REPLY_REWRITES = {
@@ -109,21 +112,18 @@ class SmtpIngestHandler:
 
     def __init__(
         self,
-        store: Store,
-        clock: Clock,
+        committer: GroupCommitter,
         mailboxes: tuple[Mailbox, ...],
         *,
         lmtp: bool,
-        on_queued: Callable[[], None],
-        metrics: Metrics | None = None,
+        on_queued: Callable[[str], None],
     ) -> None:
-        self.store = store
-        self.clock = clock
+        self.committer = committer
         # Replaced as a whole by App.reload (SIGHUP); each RCPT reads it once.
         self.mailboxes = mailboxes
         self.lmtp = lmtp
+        # Called with the source ("smtp"/"lmtp") once a message is durable, before its 250.
         self.on_queued = on_queued
-        self.metrics = metrics
 
     async def handle_RCPT(
         self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope, address: str, rcpt_options: list[str]
@@ -140,7 +140,7 @@ class SmtpIngestHandler:
         source = "lmtp" if self.lmtp else "smtp"
         queued = inbound.Envelope(source, envelope.mail_from or "", recipients, _peer(session))
         try:
-            inbound_id = await self.store.call(inbound.enqueue, raw, queued, self.clock.now())
+            inbound_id = await self.committer.enqueue(raw, queued)
         except StorageFull as error:
             log.error("inbound_enqueue_failed", error=str(error), peer=queued.peer)
             return self._reply(recipients, "452 4.3.1 Insufficient system storage; try again later")
@@ -148,9 +148,7 @@ class SmtpIngestHandler:
             log.error("inbound_enqueue_failed", error=str(error), peer=queued.peer)
             return self._reply(recipients, "451 4.3.0 Temporary storage failure; try again later")
         log.info("inbound_queued", inbound_id=inbound_id, source=source, size=len(raw), peer=queued.peer)
-        if self.metrics is not None:
-            self.metrics.received.inc(source)
-        self.on_queued()
+        self.on_queued(source)
         return self._reply(recipients, f"250 2.0.0 Queued as {inbound_id}")
 
     def _reply(self, recipients: tuple[str, ...], line: str) -> str:
@@ -171,17 +169,32 @@ def _peer(session: SmtpSession) -> str:
     return str(peer or "")
 
 
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The listening socket (port 0: the OS picks one). Bound before any process serves it, so a
+    port already in use fails the start, and the acceptance process can inherit it."""
+    family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    listener = socket.socket(family, kind, protocol)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(LISTEN_BACKLOG)
+    except OSError:
+        listener.close()
+        raise
+    listener.setblocking(False)
+    return listener
+
+
 async def start_smtp_server(
     handler: SmtpIngestHandler,
     limiter: ConnectionLimiter,
+    listener: socket.socket,
     *,
-    host: str,
-    port: int,
     hostname: str,
     max_message_bytes: int,
     idle_timeout: float,
 ) -> asyncio.Server:
-    """Bind the listener on the running loop (not aiosmtpd's threaded Controller)."""
+    """Serve SMTP/LMTP on `listener` from the running loop (not aiosmtpd's threaded Controller)."""
     protocol_class = GuardedLMTP if handler.lmtp else GuardedSMTP
     loop = asyncio.get_running_loop()
 
@@ -199,4 +212,4 @@ async def start_smtp_server(
         protocol.limiter = limiter
         return protocol
 
-    return await loop.create_server(make_protocol, host=host, port=port)
+    return await loop.create_server(make_protocol, sock=listener)

@@ -1,7 +1,8 @@
 """Engine factory: SQLite in WAL mode with synchronous=FULL and BEGIN IMMEDIATE, or PostgreSQL.
 
 A transaction that claims work and updates it must not interleave with another, so SQLite
-writers take the write lock at BEGIN (SQLAlchemy's documented pysqlite recipe).
+writers take the write lock at BEGIN (SQLAlchemy's documented pysqlite recipe); read-only units
+of work begin deferred.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+# Execution option of the engine Store.read uses: on SQLite, BEGIN (deferred) instead of IMMEDIATE.
+READ_ONLY = "mailgate_read_only"
 
 
 def normalise_url(url: str) -> str:
@@ -56,6 +60,8 @@ def _make_sqlite_engine(url: str, busy_timeout_seconds: float) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A unit of work that only reads waits for no writer (WAL readers see the last commit).
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine

@@ -8,6 +8,7 @@ failed instead of looping (Mailman's switchboard does the same with its .bak fil
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,20 +54,33 @@ class InboundSummary:
 
 def enqueue(session: Session, raw: bytes, envelope: Envelope, now: datetime) -> int:
     """Add raw bytes to the queue; the caller's commit is what makes them durable."""
-    row = Inbound(
-        received_at=now,
-        source=envelope.source,
-        peer=envelope.peer[:100],
-        mail_from=envelope.mail_from,
-        rcpt_tos=json.dumps(list(envelope.rcpt_tos)),
-        raw=raw,
-        size=len(raw),
-        state=QUEUED,
-        attempts=0,
-    )
-    session.add(row)
+    return enqueue_many(session, [(raw, envelope)], now)[0]
+
+
+def enqueue_many(session: Session, messages: Sequence[tuple[bytes, Envelope]], now: datetime) -> list[int]:
+    """Add several messages in the caller's transaction (one commit for all); their ids, in order."""
+    rows = [
+        Inbound(
+            received_at=now,
+            source=envelope.source,
+            peer=envelope.peer[:100],
+            mail_from=envelope.mail_from,
+            rcpt_tos=json.dumps(list(envelope.rcpt_tos)),
+            raw=raw,
+            size=len(raw),
+            state=QUEUED,
+            attempts=0,
+        )
+        for raw, envelope in messages
+    ]
+    session.add_all(rows)
     session.flush()
-    return row.id
+    return [row.id for row in rows]
+
+
+def has_queued(session: Session) -> bool:
+    """Whether any message waits (a read: no claim, no lock)."""
+    return session.scalar(select(Inbound.id).where(Inbound.state == QUEUED).limit(1)) is not None
 
 
 def claim_next(session: Session, max_attempts: int, now: datetime, owner: str = "") -> InboundItem | None:

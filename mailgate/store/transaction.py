@@ -7,6 +7,7 @@ message, measured at 88 messages/s); one synchronous unit of work per hop measur
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.errors import StorageFull, TemporaryFailure
+from mailgate.store.db import READ_ONLY
+from mailgate.store.writer_lock import writer_lock_for
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -35,16 +38,42 @@ def _is_disk_full(error: BaseException) -> bool:
 
 
 class Store:
-    """The database as units of work: `run(work)` commits `work(session)` or rolls it back."""
+    """The database as units of work: `run(work)` commits `work(session)` or rolls it back.
 
-    def __init__(self, engine: Engine) -> None:
+    On SQLite, `run` takes the write lock at BEGIN (and the writer lock file first, see
+    writer_lock.py); `read` is for units that only look, and waits for no writer.
+    """
+
+    def __init__(self, engine: Engine, busy_timeout_seconds: float = 5.0) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._readers = sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+        sqlite_file = engine.url.database if engine.dialect.name == "sqlite" else None
+        self._writer_lock = writer_lock_for(sqlite_file, busy_timeout_seconds)
 
     def run(self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `work` in one transaction; database outages become TemporaryFailure."""
+        turn = self._writer_lock.held() if self._writer_lock is not None else contextlib.nullcontext()
+        with turn:
+            return self._unit(self._sessions, work, *args, **kwargs)
+
+    def read(self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `work`, which only reads, in one snapshot without waiting for writers."""
+        return self._unit(self._readers, work, *args, **kwargs)
+
+    async def call_read(self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`read` in a worker thread."""
+        return await asyncio.to_thread(functools.partial(self.read, work, *args, **kwargs))
+
+    def _unit(
+        self,
+        sessions: sessionmaker[Session],
+        work: Callable[Concatenate[Session, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
         try:
-            with self._sessions.begin() as session:
+            with sessions.begin() as session:
                 return work(session, *args, **kwargs)
         except (OperationalError, OSError) as error:
             if _is_disk_full(error):
@@ -61,6 +90,8 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._writer_lock is not None:
+            self._writer_lock.close()
 
 
 def _short(error: BaseException) -> str:

@@ -60,11 +60,13 @@ async def test_stop_is_bounded_when_a_client_never_leaves(config_factory: Callab
     client.close()
 
 
+@pytest.mark.parametrize("separate_process", [False, True], ids=["inline", "acceptance-process"])
 async def test_reload_adds_a_mailbox_and_reports_what_needs_a_restart(
-    tmp_path: Path, config_factory: Callable[..., Config]
+    tmp_path: Path, config_factory: Callable[..., Config], separate_process: bool
 ) -> None:
-    """App.reload makes a new address acceptable at RCPT; a changed listen address waits for a restart."""
-    app = App(config_factory())
+    """App.reload makes a new address acceptable at RCPT, also in the acceptance process; a changed
+    listen address waits for a restart."""
+    app = App(config_factory(smtp={"separate_process": separate_process}))
     await app.start()
     try:
         assert app.smtp_address is not None
@@ -74,14 +76,26 @@ async def test_reload_adds_a_mailbox_and_reports_what_needs_a_restart(
             {"address": "support@example.com", "queue": "support"},
             {"address": "sales@example.com", "queue": "sales"},
         ]
-        pending = app.reload(config_factory(mailboxes=mailboxes, smtp={"listen": "127.0.0.1:2999"}))
+        smtp = {"listen": "127.0.0.1:2999", "separate_process": separate_process}
+        new = config_factory(mailboxes=mailboxes, smtp=smtp)
+        pending = app.reload(new)
         assert pending == ["smtp"]
         assert app.config.smtp.port == 0, "the listen address in force is the bound one"
         assert [m.address for m in app.config.mailboxes] == ["support@example.com", "sales@example.com"]
-        assert (await asyncio.to_thread(_rcpt, port, "sales@example.com")) == 250
+        assert (await _rcpt_soon(port, "sales@example.com", 250)) == 250
         assert app.worker.settings.policy.mailboxes == app.config.mailboxes
     finally:
         await app.stop()
+
+
+async def _rcpt_soon(port: int, address: str, wanted: int, seconds: float = 5.0) -> int:
+    """RCPT until it answers `wanted` (the acceptance process hears of a reload over its pipe)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    code = await asyncio.to_thread(_rcpt, port, address)
+    while code != wanted and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+        code = await asyncio.to_thread(_rcpt, port, address)
+    return code
 
 
 def _rcpt(port: int, address: str) -> int:
@@ -93,19 +107,24 @@ def _rcpt(port: int, address: str) -> int:
 
 
 async def test_reload_from_a_file_that_fails_validation_keeps_everything(tmp_path: Path, db_url: str) -> None:
-    """A config file with an unknown key is refused by reload_from_file; the mailboxes in use stay."""
+    """A config file with an unknown key is refused by reload_from_file; the mailboxes in use stay
+    (the daemon's default: SMTP in the acceptance process)."""
     path = write_config(tmp_path / "m.toml", data_dir=tmp_path / "data", db_url=db_url, port=0)
     app = App(load_config(path), config_path=path)
     await app.start()
     try:
+        assert app.acceptance is not None and app.smtp_address is not None
+        port = app.smtp_address[1]
         before = app.config
         path.write_text(path.read_text() + '\n[[mailboxes]]\naddress = "x@example.com"\ncolour = "red"\n')
         assert await app.reload_from_file() is False
         assert app.config is before
-        assert app.smtp_handler is not None and app.smtp_handler.mailboxes == before.mailboxes
+        assert app.acceptance.settings.mailboxes == before.mailboxes
+        assert (await asyncio.to_thread(_rcpt, port, "x@example.com")) == 550
         path.write_text(path.read_text().replace('colour = "red"\n', ""))
         assert await app.reload_from_file() is True
-        assert [m.address for m in app.smtp_handler.mailboxes] == ["support@example.com", "x@example.com"]
+        assert [m.address for m in app.acceptance.settings.mailboxes] == ["support@example.com", "x@example.com"]
+        assert (await _rcpt_soon(port, "x@example.com", 250)) == 250
     finally:
         await app.stop()
 

@@ -149,8 +149,8 @@ async def test_database_server_down_gives_451(tmp_path: Path) -> None:
 
 
 def handler_store_swap(app: Any, store: Any) -> None:
-    """Point the running SMTP handler at another store (the seam is the handler's constructor argument)."""
-    app.smtp_handler.store = store
+    """Point the running SMTP handler's group commits at another store (the committer's constructor argument)."""
+    app.smtp_handler.committer.store = store
 
 
 async def test_connections_per_ip_are_capped(config_factory: Any) -> None:

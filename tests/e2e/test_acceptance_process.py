@@ -1,0 +1,102 @@
+"""The acceptance process under SIGKILL: of itself (the daemon restarts it) and of its parent (it follows)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+from mailgate.config import load_config
+from mailgate.store import inbound, views
+from mailgate.store.db import make_engine
+from mailgate.store.transaction import Store
+from tests.e2e.test_crash_safety import TOTAL, RetryingClient, wait_until
+from tests.support.daemon import Daemon, free_port, write_config
+
+
+def children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(part) for part in text.split()]
+
+
+def acceptance_pid(daemon: Daemon) -> int:
+    assert daemon.process is not None
+    found: list[int] = []
+
+    def started() -> bool:
+        found[:] = [
+            child
+            for child in children(daemon.process.pid)  # type: ignore[union-attr]
+            if b"mailgate.ingest.acceptance_process" in Path(f"/proc/{child}/cmdline").read_bytes()
+        ]
+        return len(found) == 1
+
+    wait_until(started, 30)
+    return found[0]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead too: its parent has not reaped it yet.
+    return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_acceptance_process_loses_and_duplicates_nothing(tmp_path: Path, db_url: str) -> None:
+    """The daemon restarts a killed acceptance process; the clients retry; every mail is filed once."""
+    port = free_port()
+    config_path = write_config(tmp_path / "mailgate.toml", data_dir=tmp_path / "data", db_url=db_url, port=port)
+    daemon = Daemon(config_path, port)
+    daemon.start()
+    client = RetryingClient(port)
+    client.start()
+    try:
+        killed = []
+        for kill_after in (40, 120):
+            wait_until(lambda n=kill_after: len(client.accepted) >= n, 120)
+            victim = acceptance_pid(daemon)
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+            wait_until(lambda v=victim: acceptance_pid(daemon) != v, 30)
+        client.join(timeout=240)
+        assert client.error is None, client.error
+        assert client.accepted == list(range(TOTAL))
+        store = Store(make_engine(load_config(config_path).storage.database_url))
+        wait_until(lambda: store.run(inbound.count_by_state).keys() <= {"done"}, 120)
+        tickets = store.run(views.list_tickets)
+        assert sorted(t.subject for t in tickets) == sorted(f"crash test {i}" for i in range(TOTAL))
+        assert all(t.message_count == 1 for t in tickets)
+        store.dispose()
+        assert daemon.process is not None and daemon.process.poll() is None, "the daemon itself kept running"
+        assert "acceptance_process_exited" in daemon.log_path.read_text()
+        assert daemon.stop() == 0
+    finally:
+        daemon.stop()
+
+
+def test_the_acceptance_process_follows_its_parent(tmp_path: Path) -> None:
+    """SIGKILL of the daemon: its acceptance process sees the pipe close, stops and frees the port."""
+    port = free_port()
+    db_url = f"sqlite:///{tmp_path / 'data' / 'mailgate.sqlite3'}"
+    config_path = write_config(tmp_path / "mailgate.toml", data_dir=tmp_path / "data", db_url=db_url, port=port)
+    daemon = Daemon(config_path, port)
+    daemon.start()
+    try:
+        child = acceptance_pid(daemon)
+        daemon.kill()
+        wait_until(lambda: not alive(child), 10)
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+        daemon.start()
+        assert acceptance_pid(daemon) != child
+        assert daemon.stop() == 0
+    finally:
+        daemon.stop()
+
