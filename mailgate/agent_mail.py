@@ -101,7 +101,9 @@ class AgentDesk:
             if command.name == "status":
                 status = TicketStatus(value)
             elif command.name == "priority":
-                self.actions.change_priority(session, ticket_id, Priority(value), actor=agent.email, now=now, **how)
+                self.actions.change_priority(
+                    session, ticket_id, Priority(value), actor=agent.email, now=now, verified_by=proof.method
+                )
             elif command.name == "assign":
                 self.actions.assign(session, ticket_id, value, actor=agent.email, now=now, **how)
             elif command.name == "tag":

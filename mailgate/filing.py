@@ -112,8 +112,7 @@ def file_message(
         return FilingOutcome(decision.ticket, "ignored", f"agent address without verification: {unverified}")
     automatic = automatic_reason(parsed, arrival.envelope_sender)
     if decision.creates_ticket:
-        number = _open_ticket(session, parsed, decision, queues, arrival.inbound_id, policy, now)
-        ticket_id = _ticket_id(session, number)
+        ticket_id, number = _open_ticket(session, parsed, decision, queues, arrival.inbound_id, policy, now)
         _triage_new(session, ticket_id, parsed, automatic, policy, triage, now, acknowledge=True)
         _note_unverified(session, ticket_id, parsed, unverified, now)
         return FilingOutcome(number, "created", decision.reason)
@@ -208,8 +207,7 @@ def _agent_mail(
         text_body=original.text or parsed.text_body,
     )
     opening = ThreadDecision(ThreadVia.NEW, None, None, f"{proof.agent} forwarded a mail from {original.sender.email}")
-    number = _open_ticket(session, forwarded, opening, queues, arrival.inbound_id, policy, now)
-    ticket_id = _ticket_id(session, number)
+    ticket_id, number = _open_ticket(session, forwarded, opening, queues, arrival.inbound_id, policy, now)
     tickets.add_event(
         session,
         ticket_id,
@@ -376,7 +374,8 @@ def _open_ticket(
     inbound_id: int,
     policy: FilingPolicy,
     now: datetime,
-) -> int:
+) -> tuple[int, int]:
+    """The new ticket's id and number."""
     sender = parsed.sender.address
     language = parsed.language or next(iter(parsed.header("accept-language")), None)
     requester_id = tickets.upsert_contact(session, sender, language, now) if sender is not None else None
@@ -405,7 +404,7 @@ def _open_ticket(
         tickets.add_event(session, ticket_id, "sender_untrusted", SYSTEM, now, problem=parsed.sender.problem)
     if decision.linked is not None:
         _link(session, ticket_id, number, decision, now)
-    return number
+    return ticket_id, number
 
 
 def _link(session: Session, ticket_id: int, number: int, decision: ThreadDecision, now: datetime) -> None:

@@ -45,14 +45,25 @@ class TicketActions:
         return True
 
     def change_priority(
-        self, session: Session, ticket_id: int, priority: Priority, *, actor: str, now: datetime, **why: object
+        self,
+        session: Session,
+        ticket_id: int,
+        priority: Priority,
+        *,
+        actor: str,
+        now: datetime,
+        refresh: bool = True,
+        **why: object,
     ) -> bool:
+        """Set the priority; True when it changed. `refresh=False`: the caller recomputes the SLA
+        due times itself once it has made all its changes (one computation per message)."""
         old = tickets.ticket_priority(session, ticket_id)
         if old is priority:
             return False
         tickets.set_priority(session, ticket_id, priority, now)
         tickets.add_event(session, ticket_id, "priority_changed", actor, now, old=old.value, new=priority.value, **why)
-        self.tracker.refresh(session, ticket_id)
+        if refresh:
+            self.tracker.refresh(session, ticket_id)
         return True
 
     def assign(

@@ -37,7 +37,10 @@ class Triage:
     def apply(
         self, session: Session, ticket_id: int, parsed: ParsedMessage, *, is_reply: bool, now: datetime
     ) -> RuleOutcome:
-        """Evaluate the rules for this message and apply what they decided to the ticket."""
+        """Evaluate the rules for this message and apply what they decided to the ticket.
+
+        The SLA due times are the caller's to refresh afterwards (filing does, once per message).
+        """
         current = tickets.ticket_priority(session, ticket_id)
         queue = tickets.ticket_queue(session, ticket_id)
         baseline = current
@@ -51,7 +54,7 @@ class Triage:
                 session, ticket_id, "rule_applied", RULES, now, rule=hit.rule, action=hit.action, detail=hit.detail
             )
         priority = self._vip(session, ticket_id, parsed, outcome.priority, now)
-        self.actions.change_priority(session, ticket_id, priority, actor=RULES, now=now)
+        self.actions.change_priority(session, ticket_id, priority, actor=RULES, now=now, refresh=False)
         if outcome.queue != queue:
             tickets.set_queue(session, ticket_id, outcome.queue, now)
             tickets.add_event(session, ticket_id, "queue_changed", RULES, now, old=queue, new=outcome.queue)
