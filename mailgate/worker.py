@@ -76,7 +76,8 @@ class InboundWorker:
         self._seemed_empty = False
 
     def notify(self) -> None:
-        """New work was queued in this process; wake the worker now instead of at the next poll."""
+        """New work was queued; wake the worker now instead of at the next poll."""
+        self._seemed_empty = False
         self.wakeup.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -126,7 +127,9 @@ class InboundWorker:
 
     def _claim_and_handle(self) -> bool:
         """In a worker thread: the claim's transaction, then the message's (one hop for both)."""
-        item = self.store.run(inbound.claim_next, self.settings.max_attempts, self.clock.now(), self.settings.owner)
+        item = self.store.run_repeatable(
+            inbound.claim_next, self.settings.max_attempts, self.clock.now(), self.settings.owner
+        )
         if item is None:
             return False
         if self.metrics is not None and item.attempts == 1 and item.envelope.source in ("pipe", "imap"):
@@ -174,11 +177,11 @@ class InboundWorker:
 
     def _file(self, item: inbound.InboundItem, parsed: ParsedMessage) -> FilingOutcome:
         try:
-            return self.store.run(self._file_in_session, item, parsed)
+            return self.store.run_repeatable(self._file_in_session, item, parsed)
         except IntegrityError:
             # Another worker stored the same Message-ID between our look-up and our insert: run
             # again, and the duplicate check now sees it.
-            return self.store.run(self._file_in_session, item, parsed)
+            return self.store.run_repeatable(self._file_in_session, item, parsed)
 
     def _arrival(self, item: inbound.InboundItem, parsed: ParsedMessage) -> Arrival:
         """What the envelope and the raw bytes say beyond the parsed message: bounces, the null sender."""

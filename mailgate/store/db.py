@@ -15,6 +15,10 @@ from sqlalchemy.engine import make_url
 
 # Execution option of the engine Store.read uses: on SQLite, BEGIN (deferred) instead of IMMEDIATE.
 READ_ONLY = "mailgate_read_only"
+# Execution option of Store.run_repeatable: the commit does not wait for the disk (SQLite
+# synchronous=NORMAL, PostgreSQL synchronous_commit=off). The next commit that does wait makes
+# it durable too, as both logs are written in order; see Store.run_repeatable for when that is safe.
+REPEATABLE = "mailgate_repeatable"
 
 
 def normalise_url(url: str) -> str:
@@ -29,7 +33,14 @@ def make_engine(url: str, busy_timeout_seconds: float = 5.0) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         return _make_sqlite_engine(url, busy_timeout_seconds)
-    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(REPEATABLE, False):
+            connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
+    return engine
 
 
 def _make_sqlite_engine(url: str, busy_timeout_seconds: float) -> Engine:
@@ -60,8 +71,15 @@ def _make_sqlite_engine(url: str, busy_timeout_seconds: float) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # A unit of work that only reads waits for no writer (WAL readers see the last commit).
-        read_only = connection.get_execution_options().get(READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        options = connection.get_execution_options()
+        if options.get(READ_ONLY, False):
+            # A unit of work that only reads waits for no writer (WAL readers see the last commit).
+            connection.exec_driver_sql("BEGIN")
+            return
+        synchronous = "NORMAL" if options.get(REPEATABLE, False) else "FULL"
+        if connection.info.get("synchronous") != synchronous:
+            connection.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
+            connection.info["synchronous"] = synchronous
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
