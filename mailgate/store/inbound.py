@@ -11,10 +11,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from mailgate.store.core import execute
 from mailgate.store.models import Inbound
 
 QUEUED, PROCESSING, DONE, FAILED, IGNORED = "queued", "processing", "done", "failed", "ignored"
@@ -83,23 +85,39 @@ def has_queued(session: Session) -> bool:
     return session.scalar(select(Inbound.id).where(Inbound.state == QUEUED).limit(1)) is not None
 
 
+_OLDEST_QUEUED = (
+    select(Inbound.id, Inbound.raw, Inbound.source, Inbound.mail_from, Inbound.rcpt_tos, Inbound.peer, Inbound.attempts)
+    .where(Inbound.state == QUEUED)
+    .order_by(Inbound.id)
+    .limit(1)
+)
+_OLDEST_QUEUED_UNLOCKED = _OLDEST_QUEUED.with_for_update(skip_locked=True)
+_PARK = (
+    update(Inbound)
+    .where(Inbound.id == bindparam("inbound_id"))
+    .values(state=FAILED, last_error=bindparam("error"))
+)
+_CLAIM = (
+    update(Inbound)
+    .where(Inbound.id == bindparam("inbound_id"))
+    .values(state=PROCESSING, attempts=Inbound.attempts + 1, claimed_at=bindparam("now"), claimed_by=bindparam("owner"))
+)
+
+
 def claim_next(session: Session, max_attempts: int, now: datetime, owner: str = "") -> InboundItem | None:
     """Take the oldest queued message; park it as failed if it already crashed the worker."""
-    query = select(Inbound).where(Inbound.state == QUEUED).order_by(Inbound.id).limit(1)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    row = session.scalars(query).first()
-    if row is None:
-        return None
-    if row.attempts >= max_attempts:
-        row.state = FAILED
-        row.last_error = f"crashed the worker {row.attempts} times; not retried automatically"
-        return claim_next(session, max_attempts, now, owner)
-    row.state = PROCESSING
-    row.attempts += 1
-    row.claimed_at, row.claimed_by = now, owner
+    query = _OLDEST_QUEUED_UNLOCKED if session.get_bind().dialect.name == "postgresql" else _OLDEST_QUEUED
+    while True:
+        row: Any = execute(session, query, {}).first()
+        if row is None:
+            return None
+        if row.attempts < max_attempts:
+            break
+        error = f"crashed the worker {row.attempts} times; not retried automatically"
+        execute(session, _PARK, {"inbound_id": row.id, "error": error})
+    execute(session, _CLAIM, {"inbound_id": row.id, "now": now, "owner": owner})
     envelope = Envelope(row.source, row.mail_from, tuple(json.loads(row.rcpt_tos)), row.peer)
-    return InboundItem(row.id, row.raw, envelope, row.attempts)
+    return InboundItem(row.id, row.raw, envelope, row.attempts + 1)
 
 
 def requeue_stale(session: Session, claimed_before: datetime, owner: str | None = None) -> int:
@@ -130,11 +148,20 @@ def finish(
     ticket_number: int | None = None,
 ) -> None:
     """Record the outcome; the raw bytes stay, whatever the outcome."""
-    session.execute(
-        update(Inbound)
-        .where(Inbound.id == inbound_id)
-        .values(state=state, last_error=error, processed_at=now, ticket_number=ticket_number)
+    parameters = {"inbound_id": inbound_id, "state": state, "error": error, "now": now, "ticket_number": ticket_number}
+    execute(session, _FINISH, parameters)
+
+
+_FINISH = (
+    update(Inbound)
+    .where(Inbound.id == bindparam("inbound_id"))
+    .values(
+        state=bindparam("state"),
+        last_error=bindparam("error"),
+        processed_at=bindparam("now"),
+        ticket_number=bindparam("ticket_number"),
     )
+)
 
 
 def retry(session: Session, inbound_id: int) -> str | None:

@@ -1,4 +1,7 @@
-"""Tickets, their messages, participants, tags and events: the writes the worker makes."""
+"""Tickets, their messages, participants, tags and events: the writes the worker makes.
+
+The filing path's statements are prebuilt Core statements (see core.py).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import BindParameter, Executable, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailgate.domain.message import Address, ParsedMessage
 from mailgate.domain.threading import TicketRef
 from mailgate.domain.ticket import Priority, TicketStatus
+from mailgate.store.core import execute
 from mailgate.store.models import (
     Attachment,
     Contact,
@@ -29,31 +33,51 @@ from mailgate.store.models import (
 TICKET_COUNTER = "ticket_number"
 FIRST_TICKET_NUMBER = 1000
 
+_TICKET_ID: BindParameter[int] = bindparam("ticket_id")
+
+
+_IGNORING_CONFLICTS: dict[tuple[str, str], Executable] = {}
+
 
 def _insert_ignoring_conflicts(session: Session, model: Any, values: list[dict[str, Any]]) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING, which both SQLite and PostgreSQL speak."""
+    """INSERT ... ON CONFLICT DO NOTHING, which both SQLite and PostgreSQL speak (built once per table)."""
     if not values:
         return
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(model).values(values).on_conflict_do_nothing())
+    key = (dialect, model.__tablename__)
+    statement = _IGNORING_CONFLICTS.get(key)
+    if statement is None:
+        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = _IGNORING_CONFLICTS[key] = dialect_insert(model).on_conflict_do_nothing()
+    execute(session, statement, values)
+
+
+_NEXT_NUMBER = (
+    update(Counter).where(Counter.name == TICKET_COUNTER).values(value=Counter.value + 1).returning(Counter.value)
+)
 
 
 def next_ticket_number(session: Session) -> int:
     """The next sequential ticket number; the counter row serialises concurrent creators."""
-    _insert_ignoring_conflicts(session, Counter, [{"name": TICKET_COUNTER, "value": FIRST_TICKET_NUMBER - 1}])
-    number = session.scalar(
-        update(Counter).where(Counter.name == TICKET_COUNTER).values(value=Counter.value + 1).returning(Counter.value)
-    )
+    number = execute(session, _NEXT_NUMBER, {}).scalar()
+    if number is None:  # the first ticket of this database
+        _insert_ignoring_conflicts(session, Counter, [{"name": TICKET_COUNTER, "value": FIRST_TICKET_NUMBER - 1}])
+        number = execute(session, _NEXT_NUMBER, {}).scalar()
     assert number is not None
     return int(number)
 
 
+_NUMBER_OF_MESSAGE = (
+    select(Ticket.number)
+    .join(Message, Message.ticket_id == Ticket.id)
+    .where(Message.message_id == bindparam("message_id"))
+    .limit(1)
+)
+
+
 def ticket_number_of_message(session: Session, message_id: str) -> int | None:
     """The ticket a stored message (inbound or outbound) belongs to, by its Message-ID."""
-    return session.scalar(
-        select(Ticket.number).join(Message, Message.ticket_id == Ticket.id).where(Message.message_id == message_id)
-    )
+    return execute(session, _NUMBER_OF_MESSAGE, {"message_id": message_id}).scalar()
 
 
 def nearest_referenced_ticket(session: Session, message_ids: tuple[str, ...]) -> TicketRef | None:
@@ -71,49 +95,70 @@ def nearest_referenced_ticket(session: Session, message_ids: tuple[str, ...]) ->
 
 
 def ticket_ref_by_number(session: Session, number: int) -> TicketRef | None:
-    ticket_id = session.scalar(select(Ticket.id).where(Ticket.number == number))
+    ticket_id = ticket_id_by_number(session, number)
     return None if ticket_id is None else _ticket_ref(session, ticket_id)
 
 
+_ID_BY_NUMBER = select(Ticket.id).where(Ticket.number == bindparam("number"))
+
+
 def ticket_id_by_number(session: Session, number: int) -> int | None:
-    return session.scalar(select(Ticket.id).where(Ticket.number == number))
+    return execute(session, _ID_BY_NUMBER, {"number": number}).scalar()
+
+
+_NUMBER_AND_STATUS = select(Ticket.number, Ticket.status).where(Ticket.id == _TICKET_ID)
+_PARTICIPANTS = select(TicketParticipant.email).where(TicketParticipant.ticket_id == _TICKET_ID)
 
 
 def _ticket_ref(session: Session, ticket_id: int) -> TicketRef:
-    number, status = session.execute(select(Ticket.number, Ticket.status).where(Ticket.id == ticket_id)).one()
-    emails = session.scalars(select(TicketParticipant.email).where(TicketParticipant.ticket_id == ticket_id))
+    row: Any = execute(session, _NUMBER_AND_STATUS, {"ticket_id": ticket_id}).one()
+    number, status = row
+    emails = execute(session, _PARTICIPANTS, {"ticket_id": ticket_id}).scalars()
     return TicketRef(number=number, status=TicketStatus(status), participants=frozenset(emails))
+
+
+_CONTACT_ID = select(Contact.id).where(Contact.email == bindparam("email"))
 
 
 def upsert_contact(session: Session, address: Address, language: str | None, now: datetime) -> int:
     """Find a contact by address, creating it the first time it writes."""
+    contact_id = execute(session, _CONTACT_ID, {"email": address.email}).scalar()
+    if contact_id is not None:
+        return int(contact_id)
     _insert_ignoring_conflicts(
         session,
         Contact,
         [{"email": address.email, "name": address.name[:200], "language": language, "created_at": now}],
     )
-    contact_id = session.scalar(select(Contact.id).where(Contact.email == address.email))
+    contact_id = execute(session, _CONTACT_ID, {"email": address.email}).scalar()
     assert contact_id is not None
-    return contact_id
+    return int(contact_id)
+
+
+_INSERT_TICKET = insert(Ticket).returning(Ticket.id)
 
 
 def create_ticket(
     session: Session, *, subject: str, queue: str, requester_id: int | None, priority: Priority, now: datetime
 ) -> tuple[int, int]:
     """Open a ticket in status new; returns (row id, ticket number)."""
-    ticket = Ticket(
-        number=next_ticket_number(session),
-        subject=subject,
-        status=TicketStatus.NEW.value,
-        priority=priority.value,
-        queue=queue,
-        requester_id=requester_id,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(ticket)
-    session.flush()
-    return ticket.id, ticket.number
+    number = next_ticket_number(session)
+    values = {
+        "number": number,
+        "subject": subject,
+        "status": TicketStatus.NEW.value,
+        "priority": priority.value,
+        "queue": queue,
+        "requester_id": requester_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+    ticket_id = execute(session, _INSERT_TICKET, values).scalar_one()
+    return int(ticket_id), number
+
+
+_INSERT_MESSAGE = insert(Message).returning(Message.id)
+_INSERT_ATTACHMENT = insert(Attachment)
 
 
 def add_message(
@@ -127,38 +172,39 @@ def add_message(
     internal: bool = False,
 ) -> int:
     sender = parsed.sender.address
-    message = Message(
-        ticket_id=ticket_id,
-        inbound_id=inbound_id,
-        direction=direction,
-        message_id=parsed.message_id,
-        author_email=sender.email if sender else None,
-        author_name=sender.name[:200] if sender else "",
-        sender_problem=parsed.sender.problem,
-        subject=parsed.subject,
-        in_reply_to=" ".join(parsed.in_reply_to),
-        references=" ".join(parsed.references),
-        to_addresses=json.dumps([a.email for a in parsed.to]),
-        cc_addresses=json.dumps([a.email for a in parsed.cc]),
-        text_body=parsed.text_body,
-        html_body=parsed.html_body,
-        internal=internal,
-        created_at=now,
-    )
-    session.add(message)
-    session.flush()
-    for attachment in parsed.attachments:
-        session.add(
-            Attachment(
-                message_id=message.id,
-                sha256=attachment.sha256,
-                size=attachment.size,
-                filename=attachment.filename,
-                content_type=attachment.content_type[:255],
-                content_id=(attachment.content_id or None) and attachment.content_id[:255],
-            )
-        )
-    return message.id
+    values = {
+        "ticket_id": ticket_id,
+        "inbound_id": inbound_id,
+        "direction": direction,
+        "message_id": parsed.message_id,
+        "author_email": sender.email if sender else None,
+        "author_name": sender.name[:200] if sender else "",
+        "sender_problem": parsed.sender.problem,
+        "subject": parsed.subject,
+        "in_reply_to": " ".join(parsed.in_reply_to),
+        "references": " ".join(parsed.references),
+        "to_addresses": json.dumps([a.email for a in parsed.to]),
+        "cc_addresses": json.dumps([a.email for a in parsed.cc]),
+        "text_body": parsed.text_body,
+        "html_body": parsed.html_body,
+        "internal": internal,
+        "created_at": now,
+    }
+    message_id = int(execute(session, _INSERT_MESSAGE, values).scalar_one())
+    attachments = [
+        {
+            "message_id": message_id,
+            "sha256": attachment.sha256,
+            "size": attachment.size,
+            "filename": attachment.filename,
+            "content_type": attachment.content_type[:255],
+            "content_id": (attachment.content_id or None) and attachment.content_id[:255],
+        }
+        for attachment in parsed.attachments
+    ]
+    if attachments:
+        execute(session, _INSERT_ATTACHMENT, attachments)
+    return message_id
 
 
 def add_participants(session: Session, ticket_id: int, emails: Iterable[str]) -> None:
@@ -171,25 +217,43 @@ def add_tag(session: Session, ticket_id: int, tag: str) -> None:
     _insert_ignoring_conflicts(session, TicketTag, [{"ticket_id": ticket_id, "tag": tag}])
 
 
+_STATUS = select(Ticket.status).where(Ticket.id == _TICKET_ID)
+
+
 def ticket_status(session: Session, ticket_id: int) -> TicketStatus:
-    return TicketStatus(session.scalars(select(Ticket.status).where(Ticket.id == ticket_id)).one())
+    return TicketStatus(execute(session, _STATUS, {"ticket_id": ticket_id}).scalar_one())
+
+
+_SET_STATUS = (
+    update(Ticket).where(Ticket.id == _TICKET_ID).values(status=bindparam("status"), updated_at=bindparam("now"))
+)
 
 
 def set_status(session: Session, ticket_id: int, status: TicketStatus, now: datetime) -> None:
-    session.execute(update(Ticket).where(Ticket.id == ticket_id).values(status=status.value, updated_at=now))
+    execute(session, _SET_STATUS, {"ticket_id": ticket_id, "status": status.value, "now": now})
+
+
+_TOUCH = update(Ticket).where(Ticket.id == _TICKET_ID).values(updated_at=bindparam("now"))
 
 
 def touch(session: Session, ticket_id: int, now: datetime) -> None:
-    session.execute(update(Ticket).where(Ticket.id == ticket_id).values(updated_at=now))
+    execute(session, _TOUCH, {"ticket_id": ticket_id, "now": now})
+
+
+_INSERT_EVENT = insert(Event)
 
 
 def add_event(session: Session, ticket_id: int, kind: str, actor: str, now: datetime, /, **data: Any) -> None:
     """Append to the ticket's system log; there is no function to change or delete an event."""
-    session.add(Event(ticket_id=ticket_id, created_at=now, kind=kind, actor=actor, data=json.dumps(data, default=str)))
+    values = {"ticket_id": ticket_id, "created_at": now, "kind": kind, "actor": actor}
+    execute(session, _INSERT_EVENT, {**values, "data": json.dumps(data, default=str)})
+
+
+_QUEUE = select(Ticket.queue).where(Ticket.id == _TICKET_ID)
 
 
 def ticket_queue(session: Session, ticket_id: int) -> str:
-    return str(session.scalar(select(Ticket.queue).where(Ticket.id == ticket_id)))
+    return str(execute(session, _QUEUE, {"ticket_id": ticket_id}).scalar())
 
 
 def noted_queues(session: Session, ticket_id: int) -> set[str]:
@@ -213,64 +277,93 @@ class TicketSnapshot:
     requester_language: str | None
 
 
-def ticket_snapshot(session: Session, ticket_id: int) -> TicketSnapshot:
-    ticket, email, name, language = session.execute(
-        select(Ticket, Contact.email, Contact.name, Contact.language)
-        .outerjoin(Contact, Contact.id == Ticket.requester_id)
-        .where(Ticket.id == ticket_id)
-    ).one()
-    requester = Address(email, name or "") if email else None
-    return TicketSnapshot(
-        ticket.id,
-        ticket.number,
-        ticket.subject,
-        ticket.status,
-        ticket.priority,
-        ticket.queue,
-        ticket.assignee,
-        requester,
-        language,
+_SNAPSHOT = (
+    select(
+        Ticket.id,
+        Ticket.number,
+        Ticket.subject,
+        Ticket.status,
+        Ticket.priority,
+        Ticket.queue,
+        Ticket.assignee,
+        Contact.email,
+        Contact.name,
+        Contact.language,
     )
+    .outerjoin(Contact, Contact.id == Ticket.requester_id)
+    .where(Ticket.id == _TICKET_ID)
+)
+
+
+def ticket_snapshot(session: Session, ticket_id: int) -> TicketSnapshot:
+    row: Any = execute(session, _SNAPSHOT, {"ticket_id": ticket_id}).one()
+    email, name, language = row[7], row[8], row[9]
+    requester = Address(email, name or "") if email else None
+    return TicketSnapshot(row[0], row[1], row[2], row[3], row[4], row[5], row[6], requester, language)
+
+
+_THREAD_IDS = select(Message.message_id).where(Message.ticket_id == _TICKET_ID).order_by(Message.id)
 
 
 def thread_message_ids(session: Session, ticket_id: int) -> list[str]:
     """Message-IDs of the ticket's messages, oldest first: the References of mail we send."""
-    return list(session.scalars(select(Message.message_id).where(Message.ticket_id == ticket_id).order_by(Message.id)))
+    return list(execute(session, _THREAD_IDS, {"ticket_id": ticket_id}).scalars())
+
+
+_CONVERSATION = (
+    select(Message.created_at, Message.author_email, Message.text_body)
+    .where(Message.ticket_id == _TICKET_ID)
+    .order_by(Message.id.desc())
+    .limit(bindparam("limit"))
+)
 
 
 def conversation(session: Session, ticket_id: int, limit: int = 10) -> list[tuple[datetime, str, str]]:
     """The newest `limit` messages (date, author, text), oldest first, for agents' copies."""
-    rows = session.execute(
-        select(Message.created_at, Message.author_email, Message.text_body)
-        .where(Message.ticket_id == ticket_id)
-        .order_by(Message.id.desc())
-        .limit(limit)
-    ).all()
+    rows = execute(session, _CONVERSATION, {"ticket_id": ticket_id, "limit": limit}).all()
     return [(created, author or "(unknown sender)", text) for created, author, text in reversed(rows)]
 
 
+_NUMBER_OF_ID = select(Ticket.number).where(Ticket.id == _TICKET_ID)
+
+
 def ticket_number_of_id(session: Session, ticket_id: int) -> int | None:
-    return session.scalar(select(Ticket.number).where(Ticket.id == ticket_id))
+    return execute(session, _NUMBER_OF_ID, {"ticket_id": ticket_id}).scalar()
+
+
+_PRIORITY = select(Ticket.priority).where(Ticket.id == _TICKET_ID)
 
 
 def ticket_priority(session: Session, ticket_id: int) -> Priority:
-    return Priority(session.scalars(select(Ticket.priority).where(Ticket.id == ticket_id)).one())
+    return Priority(execute(session, _PRIORITY, {"ticket_id": ticket_id}).scalar_one())
+
+
+_SET_PRIORITY = (
+    update(Ticket).where(Ticket.id == _TICKET_ID).values(priority=bindparam("priority"), updated_at=bindparam("now"))
+)
 
 
 def set_priority(session: Session, ticket_id: int, priority: Priority, now: datetime) -> None:
-    session.execute(update(Ticket).where(Ticket.id == ticket_id).values(priority=priority.value, updated_at=now))
+    execute(session, _SET_PRIORITY, {"ticket_id": ticket_id, "priority": priority.value, "now": now})
+
+
+_ASSIGNEE = select(Ticket.assignee).where(Ticket.id == _TICKET_ID)
 
 
 def ticket_assignee(session: Session, ticket_id: int) -> str | None:
-    return session.scalars(select(Ticket.assignee).where(Ticket.id == ticket_id)).one()
+    assignee: str | None = execute(session, _ASSIGNEE, {"ticket_id": ticket_id}).scalar_one()
+    return assignee
 
 
 def set_assignee(session: Session, ticket_id: int, assignee: str | None, now: datetime) -> None:
     session.execute(update(Ticket).where(Ticket.id == ticket_id).values(assignee=assignee, updated_at=now))
 
 
+_TAGS = select(TicketTag.tag).where(TicketTag.ticket_id == _TICKET_ID)
+
+
 def ticket_tags(session: Session, ticket_id: int) -> set[str]:
-    return set(session.scalars(select(TicketTag.tag).where(TicketTag.ticket_id == ticket_id)))
+    return set(execute(session, _TAGS, {"ticket_id": ticket_id}).scalars())
 
 
 def remove_tag(session: Session, ticket_id: int, tag: str) -> None:
@@ -285,8 +378,12 @@ def set_queue(session: Session, ticket_id: int, queue: str, now: datetime) -> No
     session.execute(update(Ticket).where(Ticket.id == ticket_id).values(queue=queue, updated_at=now))
 
 
+_SLA_POLICY = select(Ticket.sla_policy).where(Ticket.id == _TICKET_ID)
+
+
 def ticket_sla_policy(session: Session, ticket_id: int) -> str | None:
-    return session.scalars(select(Ticket.sla_policy).where(Ticket.id == ticket_id)).one()
+    policy: str | None = execute(session, _SLA_POLICY, {"ticket_id": ticket_id}).scalar_one()
+    return policy
 
 
 def participants(session: Session, ticket_id: int) -> list[str]:

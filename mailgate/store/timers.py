@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import BindParameter, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from mailgate.store.core import execute
 from mailgate.store.models import FiredEscalation, Outbox, RoundRobin, Ticket, TicketPause
+
+_TICKET_ID: BindParameter[int] = bindparam("ticket_id")
 
 
 @dataclass(frozen=True)
@@ -38,16 +42,35 @@ class TimerState:
     stored_resolution_due: datetime | None = None
 
 
+_STATE = select(
+    Ticket.id,
+    Ticket.number,
+    Ticket.status,
+    Ticket.priority,
+    Ticket.queue,
+    Ticket.sla_policy,
+    Ticket.created_at,
+    Ticket.status_since,
+    Ticket.first_agent_response_at,
+    Ticket.last_agent_reply_at,
+    Ticket.last_customer_message_at,
+    Ticket.resolved_at,
+    Ticket.first_response_due,
+    Ticket.resolution_due,
+).where(Ticket.id == _TICKET_ID)
+_PAUSES = (
+    select(TicketPause.started_at, TicketPause.ended_at)
+    .where(TicketPause.ticket_id == _TICKET_ID)
+    .order_by(TicketPause.id)
+)
+_FIRED = select(FiredEscalation.target, FiredEscalation.kind).where(FiredEscalation.ticket_id == _TICKET_ID)
+
+
 def load_state(session: Session, ticket_id: int) -> TimerState:
-    ticket = session.get_one(Ticket, ticket_id)
-    pauses = session.execute(
-        select(TicketPause.started_at, TicketPause.ended_at)
-        .where(TicketPause.ticket_id == ticket_id)
-        .order_by(TicketPause.id)
-    ).all()
-    fired = session.execute(
-        select(FiredEscalation.target, FiredEscalation.kind).where(FiredEscalation.ticket_id == ticket_id)
-    ).all()
+    parameters = {"ticket_id": ticket_id}
+    ticket: Any = execute(session, _STATE, parameters).one()
+    pauses: list[Any] = list(execute(session, _PAUSES, parameters).all())
+    fired: list[Any] = list(execute(session, _FIRED, parameters).all())
     return TimerState(
         ticket_id=ticket.id,
         number=ticket.number,
@@ -79,56 +102,92 @@ def save_due(
     sla_due_at: datetime | None,
 ) -> None:
     """Store the targets (kept after they are met, for reports) and what is still running."""
-    session.execute(
-        update(Ticket)
-        .where(Ticket.id == ticket_id)
-        .values(
-            first_response_due=first_response_due,
-            next_response_due=next_response_due,
-            resolution_due=resolution_due,
-            sla_due_at=sla_due_at,
-            next_timer_at=next_timer_at,
-        )
+    execute(
+        session,
+        _SAVE_DUE,
+        {
+            "ticket_id": ticket_id,
+            "first_response_due": first_response_due,
+            "next_response_due": next_response_due,
+            "resolution_due": resolution_due,
+            "sla_due_at": sla_due_at,
+            "next_timer_at": next_timer_at,
+        },
     )
 
 
+_SAVE_DUE = (
+    update(Ticket)
+    .where(Ticket.id == _TICKET_ID)
+    .values(
+        first_response_due=bindparam("first_response_due"),
+        next_response_due=bindparam("next_response_due"),
+        resolution_due=bindparam("resolution_due"),
+        sla_due_at=bindparam("sla_due_at"),
+        next_timer_at=bindparam("next_timer_at"),
+    )
+)
+_SET_POLICY = update(Ticket).where(Ticket.id == _TICKET_ID).values(sla_policy=bindparam("policy"))
+
+
 def set_sla_policy(session: Session, ticket_id: int, policy: str | None) -> None:
-    session.execute(update(Ticket).where(Ticket.id == ticket_id).values(sla_policy=policy))
+    execute(session, _SET_POLICY, {"ticket_id": ticket_id, "policy": policy})
+
+
+_CUSTOMER_MESSAGE = update(Ticket).where(Ticket.id == _TICKET_ID).values(last_customer_message_at=bindparam("now"))
+_REARM_NEXT_RESPONSE = delete(FiredEscalation).where(
+    FiredEscalation.ticket_id == _TICKET_ID, FiredEscalation.target == "next_response"
+)
 
 
 def note_customer_message(session: Session, ticket_id: int, now: datetime) -> None:
     """A human customer mail: the next-response clock starts again."""
-    session.execute(update(Ticket).where(Ticket.id == ticket_id).values(last_customer_message_at=now))
-    session.execute(
-        FiredEscalation.__table__.delete().where(  # type: ignore[attr-defined]  # Table.delete exists
-            FiredEscalation.ticket_id == ticket_id, FiredEscalation.target == "next_response"
-        )
+    execute(session, _CUSTOMER_MESSAGE, {"ticket_id": ticket_id, "now": now})
+    execute(session, _REARM_NEXT_RESPONSE, {"ticket_id": ticket_id})
+
+
+_AGENT_REPLY = (
+    update(Ticket)
+    .where(Ticket.id == _TICKET_ID)
+    .values(
+        first_agent_response_at=func.coalesce(Ticket.first_agent_response_at, bindparam("now")),
+        last_agent_reply_at=bindparam("now"),
     )
+)
 
 
 def note_agent_reply(session: Session, ticket_id: int, now: datetime) -> None:
-    ticket = session.get_one(Ticket, ticket_id)
-    if ticket.first_agent_response_at is None:
-        ticket.first_agent_response_at = now
-    ticket.last_agent_reply_at = now
+    execute(session, _AGENT_REPLY, {"ticket_id": ticket_id, "now": now})
+
+
+_START_PAUSE = insert(TicketPause)
+_END_PAUSE = (
+    update(TicketPause)
+    .where(TicketPause.ticket_id == bindparam("of_ticket"), TicketPause.ended_at.is_(None))
+    .values(ended_at=bindparam("now"))
+)
+_ENTERED = update(Ticket).where(Ticket.id == _TICKET_ID).values(status_since=bindparam("now"))
+_ENTERED_RESOLVED = (
+    update(Ticket).where(Ticket.id == _TICKET_ID).values(status_since=bindparam("now"), resolved_at=bindparam("now"))
+)
+_ENTERED_UNRESOLVED = (
+    update(Ticket).where(Ticket.id == _TICKET_ID).values(status_since=bindparam("now"), resolved_at=None)
+)
 
 
 def note_status(session: Session, ticket_id: int, old: str, new: str, now: datetime) -> None:
     """Pauses while pending, the moment of resolution, and when the status was entered."""
+    parameters = {"ticket_id": ticket_id, "now": now}
     if new == "pending" and old != "pending":
-        session.add(TicketPause(ticket_id=ticket_id, started_at=now))
+        execute(session, _START_PAUSE, {"ticket_id": ticket_id, "started_at": now})
     if old == "pending" and new != "pending":
-        session.execute(
-            update(TicketPause)
-            .where(TicketPause.ticket_id == ticket_id, TicketPause.ended_at.is_(None))
-            .values(ended_at=now)
-        )
-    values: dict[str, object] = {"status_since": now}
+        execute(session, _END_PAUSE, {"of_ticket": ticket_id, "now": now})
     if new == "resolved":
-        values["resolved_at"] = now
+        execute(session, _ENTERED_RESOLVED, parameters)
     elif new in ("open", "new", "answered", "pending"):
-        values["resolved_at"] = None
-    session.execute(update(Ticket).where(Ticket.id == ticket_id).values(**values))
+        execute(session, _ENTERED_UNRESOLVED, parameters)
+    else:
+        execute(session, _ENTERED, parameters)
 
 
 def record_fired(session: Session, ticket_id: int, target: str, kind: str) -> None:
@@ -180,12 +239,21 @@ def automatic_replies_since(
     kinds: tuple[str, ...] = ("acknowledgement",),
 ) -> int:
     """Auto-replies queued to a recipient (or on a ticket) since a moment: the rate limits' measure."""
+    if kinds == ("acknowledgement",) and (recipient is None) != (ticket_id is None):
+        # The two counts every new ticket makes, prebuilt.
+        statement, key = (_ACKS_TO, recipient) if recipient is not None else (_ACKS_ON, ticket_id)
+        return int(execute(session, statement, {"key": key, "since": since}).scalar() or 0)
     query = select(func.count()).where(Outbox.kind.in_(kinds), Outbox.created_at >= since)
     if recipient is not None:
         query = query.where(Outbox.recipient == recipient)
     if ticket_id is not None:
         query = query.where(Outbox.ticket_id == ticket_id)
     return int(session.scalar(query) or 0)
+
+
+_ACKS_SINCE = select(func.count()).where(Outbox.kind == "acknowledgement", Outbox.created_at >= bindparam("since"))
+_ACKS_TO = _ACKS_SINCE.where(Outbox.recipient == bindparam("key"))
+_ACKS_ON = _ACKS_SINCE.where(Outbox.ticket_id == bindparam("key"))
 
 
 def due_count(session: Session, now: datetime) -> int:
