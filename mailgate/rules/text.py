@@ -6,6 +6,7 @@ phrase matches a run of whole words, so "down" finds "site is down!" but never "
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import deque
@@ -48,6 +49,21 @@ def iter_words(text: str) -> Iterator[str]:
 
 def words(text: str) -> tuple[str, ...]:
     return tuple(iter_words(text))
+
+
+# Texts up to this size are remembered (a few of them, so a large mail cannot pin much memory).
+_REMEMBERED_TEXT_CHARS = 256 * 1024
+
+
+def message_words(text: str) -> tuple[str, ...]:
+    """`words(text)`, remembered for the last few texts: every keyword rule reads the same subject
+    and body of the message being filed, which are split once instead of once per rule."""
+    return _remembered_words(text) if len(text) <= _REMEMBERED_TEXT_CHARS else words(text)
+
+
+@functools.lru_cache(maxsize=8)
+def _remembered_words(text: str) -> tuple[str, ...]:
+    return words(text)
 
 
 class KeywordMatcher:
@@ -102,7 +118,7 @@ class KeywordMatcher:
         """The phrase (as configured) that ends first in the text, or None."""
         goto, fail, found = self._goto, self._fail, self._found
         state = 0
-        for token in iter_words(text):
+        for token in message_words(text):
             while state and token not in goto[state]:
                 state = fail[state]
             state = goto[state].get(token, 0)
