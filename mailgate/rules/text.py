@@ -10,7 +10,7 @@ import functools
 import re
 import unicodedata
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 # A word is a run of letters, digits or underscores after normalisation; everything else
 # (spaces, punctuation, apostrophes) separates words, so "can't log in" is four words.
@@ -42,13 +42,9 @@ def normalize(text: str) -> str:
     return unicodedata.normalize("NFKD", folded).translate(_STRIP_MARKS)
 
 
-def iter_words(text: str) -> Iterator[str]:
-    """The normalised words of a text, in order."""
-    return (match.group() for match in _WORD.finditer(normalize(text)))
-
-
 def words(text: str) -> tuple[str, ...]:
-    return tuple(iter_words(text))
+    """The normalised words of a text, in order."""
+    return tuple(_WORD.findall(normalize(text)))
 
 
 # Texts up to this size are remembered (a few of them, so a large mail cannot pin much memory).
