@@ -107,7 +107,7 @@ async def serve(listener: socket.socket, reports: _Reports) -> int:
     settings = AcceptanceSettings.from_json(first)
     configure_logging(settings.log_level, settings.log_format)
     timeout = settings.busy_timeout_seconds
-    store = Store(make_engine(settings.database_url, timeout), timeout)
+    store = Store(make_engine(settings.database_url, timeout), timeout, urgent_writes=True)
     committer = GroupCommitter(store, SystemClock())
     limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
     handler = SmtpIngestHandler(

@@ -44,13 +44,15 @@ class Store:
     writer_lock.py); `read` is for units that only look, and waits for no writer.
     """
 
-    def __init__(self, engine: Engine, busy_timeout_seconds: float = 5.0) -> None:
+    def __init__(self, engine: Engine, busy_timeout_seconds: float = 5.0, *, urgent_writes: bool = False) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._readers = sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
         self._repeatables = sessionmaker(engine.execution_options(**{REPEATABLE: True}), expire_on_commit=False)
         sqlite_file = engine.url.database if engine.dialect.name == "sqlite" else None
-        self._writer_lock = writer_lock_for(sqlite_file, busy_timeout_seconds)
+        # urgent_writes: someone waits for each commit (an SMTP client for its 250), so on SQLite
+        # this store's writers go before the others' next turn (writer_lock.py).
+        self._writer_lock = writer_lock_for(sqlite_file, busy_timeout_seconds, urgent=urgent_writes)
 
     def run(self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `work` in one transaction; database outages become TemporaryFailure."""

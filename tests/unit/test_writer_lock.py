@@ -73,3 +73,26 @@ def test_only_sqlite_files_get_a_lock() -> None:
     assert writer_lock_for(":memory:", 5.0) is None
     lock = writer_lock_for("/var/lib/mailgate/mailgate.sqlite3", 5.0)
     assert lock is not None and lock.path == Path("/var/lib/mailgate/mailgate.sqlite3-writer.lock")
+
+
+def test_an_urgent_writer_goes_before_writers_that_come_after_it(tmp_path: Path) -> None:
+    """The acceptance process waits for the running transaction only, not for the workers' next ones."""
+    path = tmp_path / "w.lock"
+    holder, urgent, worker = WriterLock(path, 5.0), WriterLock(path, 5.0, urgent=True), WriterLock(path, 5.0)
+    order: list[str] = []
+
+    def take(lock: WriterLock, name: str) -> None:
+        with lock.held():
+            order.append(name)
+
+    with holder.held():
+        urgent_thread = threading.Thread(target=take, args=(urgent, "urgent"))
+        urgent_thread.start()
+        time.sleep(0.05)  # the urgent writer now waits at the lock, holding the gate
+        worker_thread = threading.Thread(target=take, args=(worker, "worker"))
+        worker_thread.start()
+        time.sleep(0.05)
+        assert order == []
+    urgent_thread.join(5)
+    worker_thread.join(5)
+    assert order == ["urgent", "worker"]
