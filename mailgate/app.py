@@ -20,14 +20,14 @@ from typing import IO
 import structlog
 
 from mailgate import lifecycle, systemd_notify
-from mailgate.acceptance_supervisor import AcceptanceSupervisor
 from mailgate.agent_mail import AgentDesk
+from mailgate.child_process import ChildProcess
 from mailgate.clock import Clock, SystemClock
 from mailgate.config import Config, load_config
 from mailgate.errors import ConfigError, MailgateError
 from mailgate.filing import FilingPolicy
 from mailgate.http_status import StatusSource, start_http_server
-from mailgate.ingest.acceptance_process import AcceptanceSettings
+from mailgate.ingest.acceptance_process import QUEUED, AcceptanceSettings
 from mailgate.ingest.group_commit import GroupCommitter
 from mailgate.ingest.imap import start_pollers
 from mailgate.ingest.smtp import ConnectionLimiter, SmtpIngestHandler, bind_listener, start_smtp_server
@@ -139,7 +139,7 @@ class App:
     smtp_address: tuple[str, int] | None = field(init=False, default=None)
     smtp_handler: SmtpIngestHandler | None = field(init=False, default=None)
     # [smtp] separate_process: the SMTP sessions run in a child process this supervises.
-    acceptance: AcceptanceSupervisor | None = field(init=False, default=None)
+    acceptance: ChildProcess | None = field(init=False, default=None)
     _listener: socket.socket | None = field(init=False, default=None)
     _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _server: asyncio.Server | None = field(init=False, default=None)
@@ -209,7 +209,15 @@ class App:
         host, port = self._listener.getsockname()[:2]
         self.smtp_address = (host, port)
         if config.smtp.separate_process:
-            self.acceptance = AcceptanceSupervisor(self._acceptance_settings(), self._listener, self._on_queued)
+            fd = self._listener.fileno()
+            self.acceptance = ChildProcess(
+                "acceptance",
+                "mailgate.ingest.acceptance_process",
+                self._acceptance_settings().to_json(),
+                self._on_acceptance_report,
+                args=(str(fd),),
+                pass_fds=(fd,),
+            )
             await self.acceptance.start()
         else:
             await self._serve_smtp_here(self._listener)
@@ -268,6 +276,10 @@ class App:
             max_message_bytes=config.smtp.max_message_bytes,
             idle_timeout=config.smtp.idle_timeout_seconds,
         )
+
+    def _on_acceptance_report(self, kind: bytes, rest: bytes) -> None:
+        if kind == QUEUED:
+            self._on_queued(rest.decode("ascii", "replace"))
 
     def _on_queued(self, source: str) -> None:
         """A message was committed to the inbound queue and is about to get its 250."""
@@ -440,9 +452,10 @@ class App:
         self.outbox_worker.settings = fresh.settings
         if self.smtp_handler is not None:
             self.smtp_handler.mailboxes = config.mailboxes
-        if self.acceptance is not None:
-            self.acceptance.update_mailboxes(config.mailboxes)
         self.config = config
+        if self.acceptance is not None:
+            # Only the mailboxes take effect in the running child; [smtp] waits for a restart.
+            self.acceptance.update_settings(self._acceptance_settings().to_json())
         log.info(
             "config_reloaded",
             mailboxes=[m.address for m in config.mailboxes],

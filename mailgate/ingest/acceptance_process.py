@@ -1,15 +1,12 @@
 """The acceptance process: SMTP/LMTP sessions and their group commits, on a core of their own.
 
-`mailgate run` starts this as a child (`python -m mailgate.ingest.acceptance_process FD`) so that
-taking mail in and filing it into tickets run in two processes, on two cores. The child inherits
-the listening socket (file descriptor FD, bound by the daemon) and talks to its parent over pipes:
-
-- stdin, from the parent: one JSON line with AcceptanceSettings, later JSON lines with a new
-  mailbox list (SIGHUP reload). End of file means the parent is gone: stop listening, finish the
-  sessions in flight, exit.
-- stdout, to the parent: `ready` once serving, then `queued SOURCE` after every commit that made
-  a message durable (the parent wakes its worker and counts the message).
-- stderr: the log, as the parent's.
+`mailgate run` starts this as a child (`python -m mailgate.ingest.acceptance_process FD`, see
+child_process.py for the pipes) so that taking mail in and filing it into tickets run in two
+processes, on two cores. The child inherits the listening socket (file descriptor FD, bound by
+the daemon). On stdin: AcceptanceSettings as JSON, first and again on a reload (only the
+mailboxes change without a restart); end of file means the parent is gone: stop listening,
+finish the sessions in flight, exit. On stdout: `ready`, then `queued SOURCE` after every commit
+that made a message durable (the parent wakes its worker and counts the message).
 
 SIGTERM: refuse new connections (421), let open sessions finish within the drain time, exit 0.
 SIGINT and SIGHUP are the parent's to handle (a terminal's Ctrl-C reaches both processes).
@@ -24,10 +21,11 @@ import signal
 import socket
 import sys
 from dataclasses import asdict, dataclass
-from typing import IO, Any
+from typing import Any
 
 import structlog
 
+from mailgate.child_process import READY, Reports
 from mailgate.clock import SystemClock
 from mailgate.domain.mailbox import Mailbox
 from mailgate.ingest.group_commit import GroupCommitter
@@ -39,7 +37,6 @@ from mailgate.store.transaction import Store
 
 log = structlog.get_logger("mailgate.ingest.acceptance_process")
 
-READY = b"ready"
 QUEUED = b"queued"
 
 
@@ -70,33 +67,11 @@ class AcceptanceSettings:
         return cls(**data)
 
 
-def mailboxes_to_json(mailboxes: tuple[Mailbox, ...]) -> bytes:
-    return json.dumps({"mailboxes": [asdict(mailbox) for mailbox in mailboxes]}).encode() + b"\n"
-
-
 def mailboxes_from_json(items: list[dict[str, Any]]) -> tuple[Mailbox, ...]:
     return tuple(Mailbox(**item) for item in items)
 
 
-class _Reports:
-    """The parent's pipe: one short line per event, written without blocking the loop for long."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self.stream = stream
-        self.broken = False
-
-    def send(self, *words: bytes) -> None:
-        if self.broken:
-            return
-        try:
-            self.stream.write(b" ".join(words) + b"\n")
-            self.stream.flush()
-        except (BrokenPipeError, OSError):
-            # The parent is gone; stdin's end of file stops this process.
-            self.broken = True
-
-
-async def serve(listener: socket.socket, reports: _Reports) -> int:
+async def serve(listener: socket.socket, reports: Reports) -> int:
     """Read the settings, serve until SIGTERM or the parent's end of file; returns the exit status."""
     loop = asyncio.get_running_loop()
     parent = asyncio.StreamReader()
@@ -169,7 +144,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     listener = socket.socket(fileno=int(argv[0]))
     listener.setblocking(False)
-    return asyncio.run(serve(listener, _Reports(sys.stdout.buffer)))
+    return asyncio.run(serve(listener, Reports(sys.stdout.buffer)))
 
 
 if __name__ == "__main__":

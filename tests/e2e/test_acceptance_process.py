@@ -74,7 +74,7 @@ def test_sigkill_of_the_acceptance_process_loses_and_duplicates_nothing(tmp_path
         assert all(t.message_count == 1 for t in tickets)
         store.dispose()
         assert daemon.process is not None and daemon.process.poll() is None, "the daemon itself kept running"
-        assert "acceptance_process_exited" in daemon.log_path.read_text()
+        assert "child_process_exited" in daemon.log_path.read_text()
         assert daemon.stop() == 0
     finally:
         daemon.stop()

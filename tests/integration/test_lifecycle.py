@@ -12,6 +12,7 @@ import pytest
 
 from mailgate.app import App
 from mailgate.config import Config, load_config
+from mailgate.ingest.acceptance_process import AcceptanceSettings
 from tests.integration.helpers import inbound_rows
 from tests.support.daemon import write_config
 from tests.support.mailfactory import make_mail
@@ -119,11 +120,12 @@ async def test_reload_from_a_file_that_fails_validation_keeps_everything(tmp_pat
         path.write_text(path.read_text() + '\n[[mailboxes]]\naddress = "x@example.com"\ncolour = "red"\n')
         assert await app.reload_from_file() is False
         assert app.config is before
-        assert app.acceptance.settings.mailboxes == before.mailboxes
+        assert AcceptanceSettings.from_json(app.acceptance.settings).mailboxes == before.mailboxes
         assert (await asyncio.to_thread(_rcpt, port, "x@example.com")) == 550
         path.write_text(path.read_text().replace('colour = "red"\n', ""))
         assert await app.reload_from_file() is True
-        assert [m.address for m in app.acceptance.settings.mailboxes] == ["support@example.com", "x@example.com"]
+        mailboxes = AcceptanceSettings.from_json(app.acceptance.settings).mailboxes
+        assert [m.address for m in mailboxes] == ["support@example.com", "x@example.com"]
         assert (await _rcpt_soon(port, "x@example.com", 250)) == 250
     finally:
         await app.stop()

@@ -1,0 +1,154 @@
+"""A helper process of the daemon: started, heard, restarted after a crash, stopped (tier 4).
+
+The daemon runs parts that need a core of their own as `python -m MODULE ARGS...` children (the
+SMTP acceptance process, the outbox process). The protocol is the same for all:
+
+- stdin, from the daemon: the settings as one JSON line; later lines are new settings (SIGHUP
+  reload) or one-word commands such as `wake`. End of file: the daemon is gone; stop.
+- stdout, to the daemon: `ready` once serving, then one line per event (`queued smtp`, `sent`).
+- stderr: the log, as the daemon's.
+
+SIGTERM asks the child to finish what it is doing and exit 0. A child that exits otherwise is
+started again after a pause that grows with repeated failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import IO
+
+import structlog
+
+log = structlog.get_logger("mailgate.child_process")
+
+READY = b"ready"
+
+# Pauses before restarting a crashed child; a run of HEALTHY_SECONDS starts the sequence over.
+RESTART_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+HEALTHY_SECONDS = 60.0
+
+
+class ChildProcess:
+    def __init__(
+        self,
+        name: str,
+        module: str,
+        settings: bytes,
+        on_report: Callable[[bytes, bytes], None],
+        *,
+        args: Sequence[str] = (),
+        pass_fds: Sequence[int] = (),
+    ) -> None:
+        self.name = name
+        self.module = module
+        self.settings = settings
+        # Called on the loop with each reported line as (kind, rest), e.g. (b"queued", b"smtp").
+        self.on_report = on_report
+        self.args = tuple(args)
+        self.pass_fds = tuple(pass_fds)
+        self.process: asyncio.subprocess.Process | None = None
+        self.restarts = 0  # since the last healthy run
+        self._ready = asyncio.Event()
+        self._stopping = False
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def serving(self) -> bool:
+        return self._ready.is_set() and self.process is not None and self.process.returncode is None
+
+    async def start(self, timeout: float = 60.0) -> None:
+        """Start the process; return once it reports ready (RuntimeError if it does not)."""
+        self._watcher = asyncio.create_task(self._supervise(), name=f"{self.name}-supervisor")
+        ready = asyncio.create_task(self._ready.wait())
+        done, _ = await asyncio.wait({ready, self._watcher}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if ready not in done:
+            ready.cancel()
+            await self.stop(5.0)
+            raise RuntimeError(f"the {self.name} process did not start; its log lines above say why")
+
+    def send(self, line: bytes) -> None:
+        """Write one line to the running child (dropped when none runs: a new one starts fresh)."""
+        process = self.process
+        if process is not None and process.stdin is not None and process.returncode is None:
+            process.stdin.write(line.rstrip(b"\n") + b"\n")
+
+    def update_settings(self, settings: bytes) -> None:
+        """New settings (reload): sent now, and given to any child started later."""
+        self.settings = settings
+        self.send(settings)
+
+    async def stop(self, timeout: float) -> bool:
+        """SIGTERM, then wait; SIGKILL at the deadline. True when it ended in time."""
+        self._stopping = True
+        process = self.process
+        clean = True
+        if process is not None and process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), timeout=max(timeout, 0.1))
+            except TimeoutError:
+                log.error("child_process_killed", child=self.name, pid=process.pid, note="it did not stop in time")
+                process.kill()
+                await process.wait()
+                clean = False
+        if self._watcher is not None:
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        return clean
+
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            started = loop.time()
+            await self._run_once()
+            if self._stopping:
+                return
+            if loop.time() - started > HEALTHY_SECONDS:
+                self.restarts = 0
+            delay = RESTART_DELAYS[min(self.restarts, len(RESTART_DELAYS) - 1)]
+            self.restarts += 1
+            returncode = self.process.returncode if self.process is not None else None
+            log.error("child_process_exited", child=self.name, returncode=returncode, restart_in=delay)
+            await asyncio.sleep(delay)
+
+    async def _run_once(self) -> None:
+        self._ready.clear()
+        self.process = process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            self.module,
+            *self.args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            pass_fds=self.pass_fds,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(self.settings.rstrip(b"\n") + b"\n")
+        while line := await process.stdout.readline():
+            kind, _, rest = line.strip().partition(b" ")
+            if kind == READY:
+                self._ready.set()
+            else:
+                self.on_report(kind, rest)
+        await process.wait()
+        self._ready.clear()
+
+
+class Reports:
+    """The child's side of stdout: one short line per event, flushed at once."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.broken = False
+
+    def send(self, *words: bytes) -> None:
+        if self.broken:
+            return
+        try:
+            self.stream.write(b" ".join(words) + b"\n")
+            self.stream.flush()
+        except OSError:
+            # The daemon is gone; end of file on stdin stops this process.
+            self.broken = True
