@@ -1,8 +1,17 @@
 """OutboxWorker: claim due rows -> render -> send -> mark sent, retry later, or failed (tier 3).
 
-Rows are claimed in one short transaction and sent with no transaction open. A process killed
-mid-send leaves the row `sending`; it is sent again after restart with the same Message-ID, so
-a duplicate, if the first attempt did arrive, is recognisably the same mail.
+Rows are claimed a batch at a time in one short transaction and sent with no transaction open;
+each row is marked as soon as the relay has answered for it. A process killed mid-send leaves
+the row `sending`; it is sent again after restart with the same Message-ID, so a duplicate, if
+the first attempt did arrive, is recognisably the same mail.
+
+While there is work, consecutive mails share one relay connection (see notify/relay.py); it is
+closed as soon as a claim finds nothing due, when the database fails, and at shutdown, so no
+connection waits open through an idle period.
+
+The circuit breaker counts automatic mail sent in the last minute once per claimed batch, in
+the claiming transaction (so the count comes from the database, also after a restart and with
+other instances sending), and adds the batch's own sends as they happen.
 """
 
 from __future__ import annotations
@@ -31,6 +40,12 @@ log = structlog.get_logger("mailgate.outbox")
 
 class Relay(Protocol):
     def send(self, envelope_from: str, recipient: str, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# The circuit breaker's window: automatic mail counted over the last minute.
+BREAKER_WINDOW = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -75,22 +90,30 @@ class OutboxWorker:
         self.settings = settings
         self.wakeup = asyncio.Event()
         self._last_sweep: datetime | None = None
+        # The relay whose connection the current run of batches uses (`relay` may be swapped by a reload).
+        self._relay_in_use: Relay | None = None
+        # Automatic mails sent in the breaker's window: seeded by each claim, raised by each send.
+        self._automatic_sent = 0
 
     def notify(self) -> None:
         self.wakeup.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send until `stop` is set; the mail being sent is always finished first."""
-        while not stop.is_set():
-            self.wakeup.clear()
-            try:
-                sent = await self.process_batch()
-            except TemporaryFailure as error:
-                log.warning("outbox_backing_off", error=str(error))
-                sent = 0
-            if not sent:
-                await self._requeue_abandoned()
-                await wait_first(stop.wait(), self.wakeup.wait(), timeout=self.settings.idle_poll_seconds)
+        try:
+            while not stop.is_set():
+                self.wakeup.clear()
+                try:
+                    sent = await self.process_batch()
+                except TemporaryFailure as error:
+                    log.warning("outbox_backing_off", error=str(error))
+                    sent = 0
+                if not sent:
+                    await self.close_relay()
+                    await self._requeue_abandoned()
+                    await wait_first(stop.wait(), self.wakeup.wait(), timeout=self.settings.idle_poll_seconds)
+        finally:
+            await self.close_relay()
 
     async def _requeue_abandoned(self) -> None:
         """Now and then, take back mail claimed by an instance that died mid-send (shared databases)."""
@@ -105,20 +128,49 @@ class OutboxWorker:
     async def run_until_idle(self) -> int:
         """Send every due row (tests and `outbox` commands); returns how many were handled."""
         total = 0
-        while handled := await self.process_batch():
-            total += handled
+        try:
+            while handled := await self.process_batch():
+                total += handled
+        finally:
+            await self.close_relay()
         return total
 
+    async def close_relay(self) -> None:
+        """End the relay connection kept for the batch, if one is open (off the event loop: QUIT waits)."""
+        if self._relay_in_use is not None:
+            await asyncio.to_thread(self._close_relay)
+
+    def _close_relay(self) -> None:
+        relay, self._relay_in_use = self._relay_in_use, None
+        if relay is not None:
+            relay.close()
+
+    def _relay(self) -> Relay:
+        """The relay for the next mail; one swapped out by a reload has its connection closed first."""
+        relay = self.relay
+        if self._relay_in_use is not relay:
+            self._close_relay()
+            self._relay_in_use = relay
+        return relay
+
     async def process_batch(self) -> int:
-        items = await self.store.call(outbox.claim_due, self.clock.now(), self.settings.batch_size, self.settings.owner)
-        for item in items:
+        """Claim up to `batch_size` due rows and handle them in order; returns how many were claimed.
+
+        The relay connection is left open for the next batch; `close_relay` ends it.
+        """
+        now = self.clock.now()
+        claimed = await self.store.call(
+            outbox.claim_batch, now, self.settings.batch_size, self.settings.owner, now - BREAKER_WINDOW
+        )
+        self._automatic_sent = claimed.automatic_sent_in_window
+        for item in claimed.items:
             with structlog.contextvars.bound_contextvars(outbox_id=item.id, message_id=item.message_id):
                 await asyncio.to_thread(self._deliver, item)
-        return len(items)
+        return len(claimed.items)
 
     def _deliver(self, item: outbox.OutboxItem) -> None:
         now = self.clock.now()
-        if item.automatic and self._circuit_open(now):
+        if item.automatic and self._circuit_open():
             self.store.run(outbox.postpone, item.id, now + timedelta(minutes=1), "held by the circuit breaker")
             return
         try:
@@ -130,7 +182,7 @@ class OutboxWorker:
             return
         envelope_from = bounce_address(self.settings.secret, self.settings.bounce_mailbox, outbox_id=item.id)
         try:
-            self.relay.send(envelope_from, item.recipient, data)
+            self._relay().send(envelope_from, item.recipient, data)
         except PermanentFailure as error:
             log.warning("outbox_send_failed", reply=str(error), permanent=True)
             self.store.run(outbox.mark_failed, item.id, str(error)[:1000])
@@ -138,6 +190,8 @@ class OutboxWorker:
         except TemporaryFailure as error:
             self._retry_or_give_up(item, str(error), now)
         else:
+            if item.automatic:
+                self._automatic_sent += 1
             self.store.run(outbox.mark_sent, item.id, self.clock.now())
             log.info("outbox_sent", kind=item.kind, attempts=item.attempts)
             if self.metrics is not None:
@@ -158,9 +212,9 @@ class OutboxWorker:
         self.store.run(outbox.schedule_retry, item.id, reply[:1000], when)
         self._count("deferred")
 
-    def _circuit_open(self, now: datetime) -> bool:
+    def _circuit_open(self) -> bool:
         """More automatic mail per minute than configured means a loop somewhere: hold it all."""
-        sent = self.store.run(outbox.sent_since, now - timedelta(minutes=1))
+        sent = self._automatic_sent
         if sent >= self.settings.max_automatic_per_minute:
             log.error(
                 "outbox_circuit_open",

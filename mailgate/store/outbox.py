@@ -103,6 +103,21 @@ def claim_due(session: Session, now: datetime, limit: int = 10, owner: str = "")
     return items
 
 
+@dataclass(frozen=True)
+class ClaimedBatch:
+    items: list[OutboxItem]
+    # Automatic mails that left since the window's start, counted in the claiming transaction;
+    # 0 (not counted) when no claimed row is automatic.
+    automatic_sent_in_window: int
+
+
+def claim_batch(session: Session, now: datetime, limit: int, owner: str, window_start: datetime) -> ClaimedBatch:
+    """`claim_due`, and with it the circuit breaker's count, in the same short transaction."""
+    items = claim_due(session, now, limit, owner)
+    sent = sent_since(session, window_start) if any(item.automatic for item in items) else 0
+    return ClaimedBatch(items, sent)
+
+
 def mark_sent(session: Session, outbox_id: int, now: datetime) -> None:
     session.execute(update(Outbox).where(Outbox.id == outbox_id).values(state=SENT, sent_at=now, last_error=None))
 

@@ -165,6 +165,24 @@ async def test_relay_down_then_up_delivers_each_mail_once_with_its_message_id(de
     assert all(r.state == "sent" for r in desk.store.run(outbox.list_outbox))
 
 
+async def test_mail_waiting_for_the_relay_goes_over_one_connection_closed_when_done(desk: App, sink: SmtpSink) -> None:
+    """Mail queued while the relay was down leaves in one SMTP session, which is ended once nothing is due."""
+    sink.stop()
+    for index in range(5):
+        await receive(desk, make_mail(sender=f"w{index}@customer.example"))
+    await flush(desk)
+    sink.start()
+    before = sink.connections
+    desk.clock.advance(timedelta(minutes=5))  # type: ignore[attr-defined]
+    await flush(desk)
+    assert len(sink.received) == 5 and len({m.connection for m in sink.received}) == 1
+    assert sink.connections - before == 1
+    deadline = asyncio.get_running_loop().time() + 10
+    while sink.open_connections:
+        assert asyncio.get_running_loop().time() < deadline, "the relay connection was left open"
+        await asyncio.sleep(0.01)
+
+
 async def test_permanent_refusal_marks_the_row_failed_with_the_reply(desk: App, sink: SmtpSink) -> None:
     """A 5xx reply is final: the row is failed and keeps the relay's words; `outbox retry` can resend it."""
     sink.refuse_next("550 5.1.1 no such user here")
