@@ -5,6 +5,7 @@
     python -m bench --store-size 10000 --store-size 1000000    # cost per message vs store size
     python -m bench --soak 30 --rate 50 --backends sqlite      # memory over 30 minutes
     python -m bench --smoke --json out.json                    # seconds: every code path, small
+    python -m bench --instances 1,2 --mails 10000 --backends postgresql   # daemons sharing one database
 
 Every daemon is a real `python -m mailgate run` process on 127.0.0.1 with a fresh database,
 driven over SMTP by client threads; acknowledgements go to a loopback aiosmtpd sink. Run it
@@ -23,19 +24,22 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from bench.corpus import Mail, build_corpus, describe
 from bench.driver import SESSION_MODE
 from bench.instance import postgres_unavailable_reason, use_bytecode_cache
+from bench.multi import measure_cluster, running_cluster, scaling
 from bench.procstat import load_average
 from bench.report import evaluate_goals, format_report
 from bench.scenarios import (
+    DaemonDied,
     Options,
     Running,
-    Sink,
     fresh_requests,
     measure_deliver,
     measure_idle,
@@ -43,8 +47,11 @@ from bench.scenarios import (
     run_soak,
     running_instance,
 )
+from bench.sink import Sink
 
 BACKENDS = ("sqlite", "postgresql")
+SMOKE_INSTANCE_MAILS = 40
+SMOKE_INSTANCE_CONNECTIONS = 4
 
 
 def _csv_ints(text: str) -> list[int]:
@@ -57,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--mails", type=int, default=300, help="corpus size (default 300)")
     parser.add_argument("--seed", type=int, default=2026, help="corpus seed (default 2026)")
     parser.add_argument("--connections", type=_csv_ints, default=[1, 4, 16], help="e.g. 1,4,16 (default)")
-    parser.add_argument("--backends", default="sqlite,postgresql", help="sqlite,postgresql (default: both)")
+    parser.add_argument("--backends", help="sqlite,postgresql (default: both; postgresql with --instances)")
     parser.add_argument("--json", metavar="FILE", type=Path, help="also write the results as JSON")
     parser.add_argument("--store-size", metavar="N", type=int, action="append", default=[],
                         help="pre-fill N tickets and run the highest concurrency again (repeatable)")
@@ -70,8 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--load-timeout", type=float, default=600.0, help="seconds one load may take at most")
     parser.add_argument("--py-spy", metavar="PATH", help="py-spy binary: profile the daemon at the top concurrency")
     parser.add_argument("--profile-dir", type=Path, help="where py-spy profiles go (default: a temporary dir)")
+    parser.add_argument("--instances", metavar="N,M", type=_csv_ints, default=[],
+                        help="instead of the per-connection runs: N daemons on one PostgreSQL database, then M, "
+                             "the highest --connections dealt across them, each run checked for exactly-once")
     parser.add_argument("--smoke", action="store_true",
-                        help="a few seconds: 20 mails, 1 connection, SQLite, small store-size and soak, no peer")
+                        help="a few seconds: 20 mails, 1 connection, SQLite, small store-size and soak, no peer; "
+                             f"then {SMOKE_INSTANCE_MAILS} mails to 2 daemons on PostgreSQL when it answers")
     return parser
 
 
@@ -83,17 +94,42 @@ class Plan:
     soak_minutes: float
     soak_rate: float
     peer: str | None
+    # Daemon counts on one PostgreSQL database; empty: no multi-instance runs.
+    instances: list[int] = field(default_factory=list)
+    # Whether the 1/4/16-connection runs happen (not in the multi-instance mode).
+    per_connection: bool = True
+    # Total client connections of a multi-instance run, dealt across its daemons.
+    instance_connections: int = 0
+    # The multi-instance runs' own corpus size (the smoke's), or None: the main corpus.
+    instance_mails: int | None = None
+
+
+def _instance_counts(values: list[int]) -> list[int]:
+    if any(value < 1 for value in values):
+        raise SystemExit("python -m bench: --instances takes positive daemon counts, e.g. 1,2")
+    return sorted(set(values))
 
 
 def _plan(args: argparse.Namespace) -> Plan:
+    instances = _instance_counts(args.instances)
     if args.smoke:
         args.mails, args.idle_trials, args.deliver_runs, args.soak_connections = min(args.mails, 20), 3, 3, 2
-        return Plan(["sqlite"], [1], args.store_size or [200], args.soak or 0.05, min(args.rate, 10.0), None)
-    backends = [name.strip() for name in args.backends.split(",") if name.strip()]
+        counts = instances or [2]
+        return Plan(["sqlite"], [1], args.store_size or [200], args.soak or 0.05, min(args.rate, 10.0), None,
+                    instances=counts, instance_connections=max(SMOKE_INSTANCE_CONNECTIONS, *counts),
+                    instance_mails=SMOKE_INSTANCE_MAILS)
+    default = "postgresql" if instances else ",".join(BACKENDS)
+    backends = [name.strip() for name in (args.backends or default).split(",") if name.strip()]
     unknown = sorted(set(backends) - set(BACKENDS))
     if unknown:
         raise SystemExit(f"python -m bench: unknown backend(s) {', '.join(unknown)}; use {', '.join(BACKENDS)}")
-    return Plan(backends, sorted(set(args.connections)), sorted(set(args.store_size)), args.soak, args.rate, args.peer)
+    if instances and backends != ["postgresql"]:
+        raise SystemExit("python -m bench: --instances runs daemons that share one PostgreSQL database "
+                         "(SQLite allows one process per data directory); use --backends postgresql")
+    connections = sorted(set(args.connections))
+    return Plan(backends, connections, sorted(set(args.store_size)), args.soak, args.rate, args.peer,
+                instances=instances, per_connection=not instances,
+                instance_connections=max(connections[-1], *instances) if instances else 0)
 
 
 def _git_state() -> str | None:
@@ -117,6 +153,7 @@ def _meta(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
         "smoke": bool(args.smoke),
         "backends": plan.backends,
         "connections": plan.connections,
+        "instances": plan.instances,
         "session_mode": SESSION_MODE,
         "load_average_at_start": load_average(),
     }
@@ -206,6 +243,37 @@ def _run_peer(root: Path, sink: Sink, corpus: list[Mail], result: dict[str, Any]
     result["peer"] = peer
 
 
+def _run_instances(root: Path, sink: Sink, corpus: list[Mail], plan: Plan, options: Options,
+                   result: dict[str, Any]) -> None:
+    """1, 2, ... daemons on one fresh PostgreSQL schema each time, the same corpus over SMTP to all."""
+    section: dict[str, Any] = {"backend": "postgresql", "counts": plan.instances,
+                               "connections": plan.instance_connections, "runs": [], "errors": [], "scaling": {},
+                               "skipped": None}
+    result["multi_instance"] = section
+    reason = postgres_unavailable_reason()
+    if reason:
+        log(f"skipping the multi-instance runs: {reason}")
+        section["skipped"] = reason
+        return
+    mails = corpus if plan.instance_mails is None else build_corpus(options.seed, plan.instance_mails)
+    section["corpus"] = describe(mails)
+    for count in plan.instances:
+        log(f"postgresql: {len(mails)} mails to {count} daemon(s) sharing one database, "
+            f"{plan.instance_connections} connection(s) in all")
+        try:
+            with running_cluster(root, sink, count, log) as cluster:
+                run = measure_cluster(cluster, mails, plan.instance_connections, sink, options.load_timeout)
+        except (DaemonDied, RuntimeError, TimeoutError, OSError, psycopg.Error) as error:
+            log(f"  {count} daemon(s): the run failed: {error}")
+            section["errors"].append({"instances": count, "error": f"{type(error).__name__}: {error}"[:3000]})
+            continue
+        section["runs"].append(run)
+        checks = run["exactly_once"]
+        log(f"  e2e {run['end_to_end']['per_second']} msg/s, exactly once: {checks['exactly_once']}, "
+            f"duplicates {checks['duplicates']}, processed by instance {checks['inbound_processed_by']}")
+    section["scaling"] = scaling(section["runs"])
+
+
 def _execute(args: argparse.Namespace, plan: Plan, corpus: list[Mail], options: Options, root: Path,
              result: dict[str, Any]) -> None:
     with Sink() as sink:
@@ -215,10 +283,13 @@ def _execute(args: argparse.Namespace, plan: Plan, corpus: list[Mail], options: 
                 log(f"skipping PostgreSQL: {reason}")
                 result["skipped"].append(reason)
                 continue
-            _run_backend(root, sink, backend, corpus, plan, options, result)
+            if plan.per_connection:
+                _run_backend(root, sink, backend, corpus, plan, options, result)
             if plan.store_sizes:
                 _run_store_scale(root, sink, backend, corpus, plan, options, result["store_scale"])
         _store_ratios(result["store_scale"])
+        if plan.instances:
+            _run_instances(root, sink, corpus, plan, options, result)
         if plan.soak_minutes > 0:
             backend = plan.backends[0]
             log(f"{backend}: soak {plan.soak_minutes} min at {plan.soak_rate} msg/s")
@@ -236,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     corpus = build_corpus(args.seed, args.mails)
     result: dict[str, Any] = {"meta": _meta(args, plan), "corpus": describe(corpus), "runs": [], "idle": {},
                               "store_scale": {"sizes": plan.store_sizes, "runs": []}, "soak": None, "peer": None,
+                              "multi_instance": None,
                               "skipped": [], "interrupted": False}
     root = Path(tempfile.mkdtemp(prefix="mailgate-bench-"))
     use_bytecode_cache(root / "pycache")

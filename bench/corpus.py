@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import multiprocessing
+import os
 import random
 import re
 import struct
@@ -29,6 +31,7 @@ import unicodedata
 import zlib
 from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.header import Header
@@ -359,9 +362,23 @@ def _file_bytes(attachment: Attachment, rng: random.Random) -> bytes:
     return b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n" + payload + b"\n%%EOF\n"
 
 
+PARALLEL_FROM = 1000
+
+
 def build_corpus(seed: int, count: int, stream: str = "c") -> list[Mail]:
-    """`count` mails, in sending order."""
-    return [Mail(spec, render(spec)) for spec in Planner(seed, stream).specs(count)]
+    """`count` mails, in sending order.
+
+    The plan is one seeded sequence; rendering a spec depends on nothing but the spec, so a large
+    corpus is rendered in worker processes (spawned, so no thread of the caller is copied) and
+    is byte for byte the one a single process renders.
+    """
+    specs = list(Planner(seed, stream).specs(count))
+    workers = min(os.cpu_count() or 1, 8)
+    if count < PARALLEL_FROM or workers < 2:
+        return [Mail(spec, render(spec)) for spec in specs]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        raws = pool.map(render, specs, chunksize=max(1, count // (workers * 8)))
+        return [Mail(spec, raw) for spec, raw in zip(specs, raws, strict=True)]
 
 
 def soak_stream(corpus: Sequence[Mail], seed: int, first_round: int = 1) -> Iterator[tuple[int, Mail]]:

@@ -73,6 +73,50 @@ class DbProbe:
     def inbound_rows(self) -> int:
         return self._one("SELECT count(*) FROM inbound")
 
+    # The exactly-once checks after a load (several daemons on one database): whole-table reads,
+    # run once when the daemons are idle again.
+
+    def attempts(self, table: str) -> dict[int, int]:
+        """How many rows of `inbound` or `outbox` were claimed how many times."""
+        rows = self._rows(f"SELECT attempts, count(*) FROM {table} GROUP BY attempts")
+        return {int(attempts): int(count) for attempts, count in rows}
+
+    def claims(self, table: str) -> dict[str, dict[str, int]]:
+        """Rows of `inbound` or `outbox` per owner (claimed_by) and state."""
+        found: dict[str, dict[str, int]] = {}
+        for owner, state, count in self._rows(f"SELECT claimed_by, state, count(*) FROM {table} GROUP BY 1, 2"):
+            found.setdefault(str(owner or ""), {})[str(state)] = int(count)
+        return found
+
+    def incoming_messages(self) -> list[tuple[str, int]]:
+        """(Message-ID, ticket id) of every stored incoming message, one entry per row."""
+        return [
+            (str(message_id), int(ticket_id))
+            for message_id, ticket_id in self._rows("SELECT message_id, ticket_id FROM messages WHERE direction = 'in'")
+        ]
+
+    def inbound_rows_with_messages(self) -> dict[str, int]:
+        """Processed inbound rows without a message row, and rows that gave more than one message."""
+        return {
+            "done_without_message": self._one(
+                "SELECT count(*) FROM inbound i WHERE i.state = 'done' AND NOT EXISTS "
+                "(SELECT 1 FROM messages m WHERE m.inbound_id = i.id)"
+            ),
+            "with_several_messages": self._one(
+                "SELECT count(*) FROM (SELECT inbound_id FROM messages WHERE inbound_id IS NOT NULL "
+                "GROUP BY inbound_id HAVING count(*) > 1) AS several"
+            ),
+        }
+
+    def outbox_rows(self) -> list[tuple[str, str, int, str]]:
+        """(message_id, state, attempts, claimed_by) of every outbox row."""
+        return [
+            (str(message_id), str(state), int(attempts), str(owner or ""))
+            for message_id, state, attempts, owner in self._rows(
+                "SELECT message_id, state, attempts, claimed_by FROM outbox"
+            )
+        ]
+
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()

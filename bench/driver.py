@@ -5,6 +5,7 @@ Two latencies are taken per message: from the moment the final dot left the clie
 `send` inside `data()`) to the server's reply, and the whole `data()` call (DATA, 354, body,
 dot, reply). Conversations stay on one connection, so a reply is always sent after its request
 was accepted. A 4xx answer is retried after a pause (bounded); a dropped connection is reopened.
+With several daemons, the connections are dealt to their listeners in turn.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class ClientResult:
     retries: int = 0
     reconnects: int = 0
     error: str | None = None
+    port: int = 0
 
 
 @dataclass
@@ -104,7 +106,7 @@ class Client(threading.Thread):
         self.mails = mails
         self.deadline = deadline
         self.pace = pace
-        self.result = ClientResult()
+        self.result = ClientResult(port=port)
         self.start_gate = threading.Event()
 
     def run(self) -> None:
@@ -164,14 +166,20 @@ def quit_quietly(client: TimedSMTP) -> None:
 Pacer = Callable[[int], Callable[[int], None]]
 
 
-def run_load(port: int, shares: Sequence[Iterable[Mail]], timeout: float, pacer: Pacer | None = None) -> LoadResult:
+def run_load(
+    port: int | Sequence[int], shares: Sequence[Iterable[Mail]], timeout: float, pacer: Pacer | None = None
+) -> LoadResult:
     """Start one client per share at the same moment; wait for all (bounded by `timeout`).
 
+    `port` is one listener, or several (one per daemon): client i then talks to port i mod len,
+    so the connections are spread evenly and each conversation stays on its one session.
     `pacer(client_index)` gives a client the function it calls before its n-th message.
     """
+    ports = [port] if isinstance(port, int) else list(port)
     deadline = time.monotonic() + timeout
     clients = [
-        Client(port, share, deadline, pacer(index) if pacer else None) for index, share in enumerate(shares)
+        Client(ports[index % len(ports)], share, deadline, pacer(index) if pacer else None)
+        for index, share in enumerate(shares)
     ]
     for client in clients:
         client.start()

@@ -9,6 +9,7 @@ stops any child process it started, even after a Ctrl-C of the harness.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -89,12 +90,26 @@ def database(backend: str, workdir: Path) -> Iterator[str]:
             connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def write_config(path: Path, *, data_dir: Path, database_url: str, port: int, relay_port: int) -> Path:
+def write_secret(path: Path) -> Path:
+    """A signing secret file (0600) that several daemons share, so each verifies the others' tokens."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_hex(32) + "\n")
+    return path
+
+
+def write_config(
+    path: Path, *, data_dir: Path, database_url: str, port: int, relay_port: int, secret_file: Path | None = None
+) -> Path:
     """The daemon's configuration: loopback listener, the sink as relay, one agent on the queue.
 
     `max_automatic_per_minute` is raised because the benchmark means to send more new tickets a
     minute than the default circuit breaker (120) lets through; every other value is the default.
+    `secret_file` (`[security] secret_file`) is given when several daemons share one database;
+    otherwise each keeps its own secret in its data directory.
     """
+    security = f'\n[security]\nsecret_file = "{secret_file}"\n' if secret_file is not None else ""
     path.write_text(
         f"""
 [storage]
@@ -125,7 +140,7 @@ max_automatic_per_minute = 1000000
 [logging]
 level = "info"
 format = "json"
-"""
+{security}"""
     )
     return path
 

@@ -149,6 +149,20 @@ def own_cpu_seconds() -> float:
     return times.user + times.system
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU seconds of the local PostgreSQL server's processes, None when none is visible here.
+
+    A backend that exits is reaped by the postmaster, whose cutime/cstime then hold its time,
+    so the sum only grows.
+    """
+    total, found = 0.0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        read = _read_stat(int(stat.parent.name))
+        if read is not None and read[0] == "postgres":
+            total, found = total + read[1], True
+    return total if found else None
+
+
 def load_average() -> list[float]:
     return [float(value) for value in Path("/proc/loadavg").read_text().split()[:3]]
 

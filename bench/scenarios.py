@@ -44,7 +44,7 @@ from bench.metrics import latency_ms, per_second, rss_summary, slope_mb_per_10mi
 from bench.prefill import ARCHIVE_FIRST_NUMBER, prefill
 from bench.procstat import CpuWindow, TreeSampler
 from bench.profile import summarise
-from tests.support.smtp_sink import SmtpSink
+from bench.sink import Sink
 
 
 @dataclass
@@ -56,35 +56,6 @@ class Options:
     py_spy: str | None
     output_dir: Path
     log: Callable[[str], None]
-
-
-class Sink:
-    """The relay the daemon sends to (tests/support/smtp_sink.py), counted and kept small."""
-
-    def __init__(self) -> None:
-        self.server = SmtpSink()
-        self.dropped = 0
-
-    def __enter__(self) -> Sink:
-        self.server.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.server.stop()
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def count(self) -> int:
-        with self.server.recorder.lock:
-            return self.dropped + len(self.server.recorder.received)
-
-    def forget(self) -> None:
-        """Drop the recorded mails (a soak would otherwise keep every acknowledgement in memory)."""
-        with self.server.recorder.lock:
-            self.dropped += len(self.server.recorder.received)
-            self.server.recorder.received.clear()
 
 
 @dataclass

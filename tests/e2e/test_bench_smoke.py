@@ -38,7 +38,7 @@ def test_bench_smoke_writes_a_complete_json_with_positive_figures(tmp_path: Path
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "issue 8 goals" in completed.stdout
     result = json.loads(output.read_text())
-    assert {"meta", "corpus", "runs", "idle", "store_scale", "soak", "goals"} <= result.keys()
+    assert {"meta", "corpus", "runs", "idle", "store_scale", "soak", "multi_instance", "goals"} <= result.keys()
     assert result["corpus"]["mails"] == 20 and len(result["corpus"]["sha256"]) == 64
 
     (run,) = result["runs"]
@@ -66,3 +66,26 @@ def test_bench_smoke_writes_a_complete_json_with_positive_figures(tmp_path: Path
     assert soak["all_filed"] and soak["accepted"] > 0
     _positive(soak, "rss_mb", "total_peak_mb")
     assert {goal["goal"] for goal in result["goals"]} >= {"1", "2a", "2b", "3a", "3b", "4", "5", "6"}
+    _check_multi_instance(result["multi_instance"])
+
+
+def _check_multi_instance(section: dict[str, Any]) -> None:
+    """Two daemons on one PostgreSQL database, or the reason the server did not answer."""
+    if section["skipped"]:
+        assert "PostgreSQL" in section["skipped"]
+        return
+    assert not section["errors"], section["errors"]
+    (run,) = section["runs"]
+    assert run["instances"] == 2 and run["mails"] == section["corpus"]["mails"] == 40
+    assert run["acceptance"]["accepted"] == 40 and run["end_to_end"]["complete"]
+    checks = run["exactly_once"]
+    assert checks["exactly_once"] and checks["duplicates"] == 0, checks
+    assert checks["inbound_processed"] == 40 and checks["messages_stored"] == 40
+    assert checks["outbox_rows"] > 0 and checks["outbox_states"] == {"sent": checks["outbox_rows"]}
+    assert checks["sink_duplicates"] == 0 and checks["sink_missing"] == 0
+    assert checks["instances_that_processed"] == 2
+    assert [row["instance"] for row in run["per_instance"]] == [1, 2]
+    for row in run["per_instance"]:
+        assert row["accepted"] > 0 and row["inbound_processed"] > 0, row
+    for path in (("acceptance", "per_second"), ("end_to_end", "per_second"), ("cpu", "seconds")):
+        _positive(run, *path)
