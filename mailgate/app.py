@@ -32,6 +32,7 @@ from mailgate.ingest.group_commit import GroupCommitter
 from mailgate.ingest.imap import start_pollers
 from mailgate.ingest.smtp import ConnectionLimiter, SmtpIngestHandler, bind_listener, start_smtp_server
 from mailgate.metrics import Metrics, install_log_processor, remove_log_processor
+from mailgate.notify.outbox_process import FAILED, SENT, WAKE, OutboxProcessSettings
 from mailgate.notify.outbox_worker import OutboxSettings, OutboxWorker
 from mailgate.notify.queueing import Notifier, NotifySettings
 from mailgate.notify.relay import RelaySettings, SmtpRelay
@@ -92,21 +93,21 @@ def build_actions(config: Config, secret: bytes) -> TicketActions:
     return TicketActions(build_notifier(config, secret), SlaTracker(config.rules))
 
 
-def build_outbox_worker(
-    config: Config, store: Store, blobs: BlobStore, clock: Clock, secret: bytes, metrics: Metrics | None = None
-) -> OutboxWorker:
+def relay_settings(config: Config) -> RelaySettings:
     outgoing = config.outgoing
-    relay = SmtpRelay(
-        RelaySettings(
-            host=outgoing.relay_host,
-            port=outgoing.relay_port,
-            starttls=outgoing.starttls,
-            username=outgoing.username,
-            password=outgoing.password,
-            local_hostname=config.smtp.hostname,
-        )
+    return RelaySettings(
+        host=outgoing.relay_host,
+        port=outgoing.relay_port,
+        starttls=outgoing.starttls,
+        username=outgoing.username,
+        password=outgoing.password,
+        local_hostname=config.smtp.hostname,
     )
-    settings = OutboxSettings(
+
+
+def outbox_settings(config: Config, secret: bytes) -> OutboxSettings:
+    outgoing = config.outgoing
+    return OutboxSettings(
         secret=secret,
         bounce_mailbox=outgoing.from_address,
         loop_token=config.helpdesk.domain,
@@ -115,8 +116,14 @@ def build_outbox_worker(
         owner=instance_name(config),
         claim_timeout=timedelta(seconds=config.worker.claim_timeout_seconds),
     )
+
+
+def build_outbox_worker(
+    config: Config, store: Store, blobs: BlobStore, clock: Clock, secret: bytes, metrics: Metrics | None = None
+) -> OutboxWorker:
+    relay = SmtpRelay(relay_settings(config))
     renderer = TemplateRenderer(config.notify.templates_dir)
-    return OutboxWorker(store, relay, renderer, blobs, clock, settings, metrics=metrics)
+    return OutboxWorker(store, relay, renderer, blobs, clock, outbox_settings(config, secret), metrics=metrics)
 
 
 def build_store(config: Config) -> Store:
@@ -140,6 +147,8 @@ class App:
     smtp_handler: SmtpIngestHandler | None = field(init=False, default=None)
     # [smtp] separate_process: the SMTP sessions run in a child process this supervises.
     acceptance: ChildProcess | None = field(init=False, default=None)
+    # [outgoing] separate_process: outgoing mail is sent by a child process this supervises.
+    outbox_process: ChildProcess | None = field(init=False, default=None)
     _listener: socket.socket | None = field(init=False, default=None)
     _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _server: asyncio.Server | None = field(init=False, default=None)
@@ -183,7 +192,10 @@ class App:
 
     def _after_filing(self) -> None:
         """A message was filed: it may have queued mail and moved a ticket's timers."""
-        self.outbox_worker.notify()
+        if self.outbox_process is not None:
+            self.outbox_process.send(WAKE)
+        else:
+            self.outbox_worker.notify()
         self.scheduler.notify()
 
     async def start(self) -> None:
@@ -223,7 +235,17 @@ class App:
             await self._serve_smtp_here(self._listener)
         await self._start_http()
         self._tasks.append(asyncio.create_task(self.worker.run(self._stop), name="inbound-worker"))
-        self._tasks.append(asyncio.create_task(self.outbox_worker.run(self._stop), name="outbox-worker"))
+        if config.outgoing.separate_process:
+            self.outbox_process = ChildProcess(
+                "outbox",
+                "mailgate.notify.outbox_process",
+                self._outbox_process_settings().to_json(),
+                self._on_outbox_report,
+                die_with_parent=True,
+            )
+            await self.outbox_process.start()
+        else:
+            self._tasks.append(asyncio.create_task(self.outbox_worker.run(self._stop), name="outbox-worker"))
         self._tasks.append(asyncio.create_task(self.scheduler.run(self._stop), name="timer-scheduler"))
         # IMAP import starts only once SMTP is up: a broken IMAP account must not delay mail intake.
         self._tasks += start_pollers(
@@ -276,6 +298,26 @@ class App:
             max_message_bytes=config.smtp.max_message_bytes,
             idle_timeout=config.smtp.idle_timeout_seconds,
         )
+
+    def _outbox_process_settings(self) -> OutboxProcessSettings:
+        config = self.config
+        templates = config.notify.templates_dir
+        return OutboxProcessSettings(
+            database_url=config.storage.database_url,
+            busy_timeout_seconds=config.storage.busy_timeout_seconds,
+            blobs_dir=str(self.outbox_worker.blobs.root),
+            templates_dir=str(templates) if templates is not None else None,
+            relay=relay_settings(config),
+            outbox=outbox_settings(config, self._secret),
+            log_level=config.logging.level,
+            log_format=config.logging.format,
+        )
+
+    def _on_outbox_report(self, kind: bytes, rest: bytes) -> None:
+        if kind == SENT:
+            self.metrics.outbox_sent.inc()
+        elif kind == FAILED:
+            self.metrics.outbox_failures.inc(rest.decode("ascii", "replace"))
 
     def _on_acceptance_report(self, kind: bytes, rest: bytes) -> None:
         if kind == QUEUED:
@@ -367,12 +409,16 @@ class App:
             if cut:
                 log.warning("smtp_sessions_cut", count=cut, note="no 250 was given for their current mail")
         self._stop.set()
+        outbox_clean = True
+        if self.outbox_process is not None:
+            # It finishes the batch it is sending, within what is left of the bound.
+            outbox_clean = await self.outbox_process.stop(deadline - loop.time())
         for server in (self._server, self._http_server):
             if server is not None:
                 server.close()
         if self._listener is not None:
             self._listener.close()
-        clean = await self._finish_tasks(deadline - loop.time())
+        clean = await self._finish_tasks(deadline - loop.time()) and outbox_clean
         await asyncio.to_thread(self.store.dispose)
         remove_log_processor(self.metrics.count_log_event)
         if self._lock is not None:
@@ -453,6 +499,8 @@ class App:
         if self.smtp_handler is not None:
             self.smtp_handler.mailboxes = config.mailboxes
         self.config = config
+        if self.outbox_process is not None:
+            self.outbox_process.update_settings(self._outbox_process_settings().to_json())
         if self.acceptance is not None:
             # Only the mailboxes take effect in the running child; [smtp] waits for a restart.
             self.acceptance.update_settings(self._acceptance_settings().to_json())

@@ -15,6 +15,7 @@ started again after a pause that grows with repeated failures.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ class ChildProcess:
         *,
         args: Sequence[str] = (),
         pass_fds: Sequence[int] = (),
+        die_with_parent: bool = False,
     ) -> None:
         self.name = name
         self.module = module
@@ -49,6 +51,9 @@ class ChildProcess:
         self.on_report = on_report
         self.args = tuple(args)
         self.pass_fds = tuple(pass_fds)
+        # The kernel kills the child when the daemon dies (Linux): for work that a new daemon
+        # would otherwise repeat while the old child is still at it.
+        self.die_with_parent = die_with_parent
         self.process: asyncio.subprocess.Process | None = None
         self.restarts = 0  # since the last healthy run
         self._ready = asyncio.Event()
@@ -123,6 +128,7 @@ class ChildProcess:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             pass_fds=self.pass_fds,
+            preexec_fn=_kill_me_with_my_parent if self.die_with_parent else None,
         )
         assert process.stdin is not None and process.stdout is not None
         process.stdin.write(self.settings.rstrip(b"\n") + b"\n")
@@ -134,6 +140,16 @@ class ChildProcess:
                 self.on_report(kind, rest)
         await process.wait()
         self._ready.clear()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _kill_me_with_my_parent() -> None:
+    """In the child between fork and exec: SIGKILL when the parent thread that forked it dies."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class Reports:

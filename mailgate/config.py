@@ -69,6 +69,8 @@ class OutgoingConfig:
     max_age_hours: float = 48.0
     max_automatic_per_minute: int = 120
     bounce_block_days: int = 60
+    # Outgoing mail rendered and relayed by a process of its own, on another core than filing.
+    separate_process: bool = True
 
 
 @dataclass(frozen=True)
@@ -523,6 +525,7 @@ def _read_outgoing(table: _Table, mailboxes: tuple[Mailbox, ...], base: Path) ->
             "max_automatic_per_minute", 120, "a positive integer", _positive
         ),
         bounce_block_days=table.convert("bounce_block_days", 60, "a positive number of days", _positive),
+        separate_process=table.get("separate_process", bool, True, "true or false"),
     )
     table.finish()
     return outgoing

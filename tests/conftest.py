@@ -29,8 +29,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def make_config(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Config:
     """A test configuration: loopback, port 0, two support mailboxes, one agent.
 
-    SMTP runs on the test's own loop (separate_process = false), so a test can reach into the
-    handler; tests/integration/test_acceptance_process.py and the daemon tests run the default.
+    SMTP and the outbox run on the test's own loop (separate_process = false), so a test can
+    reach into them; tests/integration/test_child_processes.py and the daemon tests run the default.
     """
     data: dict[str, Any] = {
         "storage": {"data_dir": str(tmp_path / "data"), "database_url": db_url},
@@ -41,6 +41,7 @@ def make_config(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Conf
             {"address": "billing@example.com", "queue": "billing"},
         ],
         "agents": [{"email": "agent@example.com", "name": "Agnes Agent", "queues": ["support"]}],
+        "outgoing": {"separate_process": False},
     }
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values} if isinstance(values, dict) else values

@@ -1,4 +1,4 @@
-"""The acceptance process under SIGKILL: of itself (the daemon restarts it) and of its parent (it follows)."""
+"""The daemon's helper processes under SIGKILL: of themselves (the daemon restarts them) and of the daemon."""
 
 from __future__ import annotations
 
@@ -100,3 +100,29 @@ def test_the_acceptance_process_follows_its_parent(tmp_path: Path) -> None:
     finally:
         daemon.stop()
 
+
+
+def test_the_outbox_process_dies_with_the_daemon(tmp_path: Path) -> None:
+    """SIGKILL of the daemon kills its outbox process at once (the next daemon resends what it held)."""
+    port = free_port()
+    db_url = f"sqlite:///{tmp_path / 'data' / 'mailgate.sqlite3'}"
+    config_path = write_config(tmp_path / "mailgate.toml", data_dir=tmp_path / "data", db_url=db_url, port=port)
+    daemon = Daemon(config_path, port)
+    daemon.start()
+    try:
+        assert daemon.process is not None
+        found: list[int] = []
+
+        def started() -> bool:
+            found[:] = [
+                child
+                for child in children(daemon.process.pid)  # type: ignore[union-attr]
+                if b"mailgate.notify.outbox_process" in Path(f"/proc/{child}/cmdline").read_bytes()
+            ]
+            return len(found) == 1
+
+        wait_until(started, 30)
+        daemon.kill()
+        wait_until(lambda: not alive(found[0]), 5)
+    finally:
+        daemon.stop()

@@ -1,4 +1,4 @@
-"""SMTP in the acceptance process (the daemon's default) and group commit on the daemon's own loop."""
+"""The daemon's helper processes (acceptance, outbox: its default) and group commit on its own loop."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import smtplib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from mailgate.app import App
 from mailgate.config import Config
@@ -58,3 +59,37 @@ async def test_concurrent_sessions_share_commits(config_factory: Callable[..., C
         assert batches < 80, f"{batches} commits for 80 concurrent mails"
     finally:
         await app.stop()
+
+
+async def _wait_for(predicate: Callable[[], bool], seconds: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_outbox_process_sends_and_the_daemon_counts(config_factory: Callable[..., Config], sink: Any) -> None:
+    app = App(config_factory(outgoing={"relay_port": sink.port, "separate_process": True}))
+    await app.start()
+    try:
+        assert app.outbox_process is not None and app.outbox_process.serving
+        assert app.smtp_address is not None
+        await asyncio.to_thread(send, app.smtp_address[1], make_mail(subject="answer me"))
+        await drain(app)
+        # The acknowledgement and the agent's copy, sent by the child, counted by the daemon.
+        await _wait_for(lambda: len(sink.received) == 2 and app.metrics.outbox_sent.value() == 2)
+        recipients = sorted(r for mail in sink.received for r in mail.rcpt_tos)
+        assert recipients == ["agent@example.com", "alice@customer.example"]
+
+        process = app.outbox_process.process
+        assert process is not None
+        process.kill()  # the daemon starts another one
+        await _wait_for(lambda: app.outbox_process is not None and app.outbox_process.restarts == 1)
+        await _wait_for(lambda: app.outbox_process is not None and app.outbox_process.serving)
+        await asyncio.to_thread(send, app.smtp_address[1], make_mail(sender="bob@customer.example"))
+        await drain(app)
+        await _wait_for(lambda: len(sink.received) == 4)
+        final = app.outbox_process.process
+    finally:
+        await app.stop()
+    assert final is not None and final.returncode == 0, "SIGTERM: it finished and exited cleanly"
