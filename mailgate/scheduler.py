@@ -36,6 +36,9 @@ class SchedulerSettings:
     max_sleep: timedelta = timedelta(seconds=60)
 
 
+NOTIFY_SETTLE_SECONDS = 1.0
+
+
 class TimerScheduler:
     def __init__(self, store: Store, clock: Clock, actions: TicketActions, settings: SchedulerSettings) -> None:
         self.store = store
@@ -50,6 +53,10 @@ class TimerScheduler:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            if self.wakeup.is_set():
+                # Woken by a change: a burst of filed mail moves many tickets' timers, and none
+                # of them comes due within a second of the change, so one look per second is enough.
+                await wait_first(stop.wait(), timeout=NOTIFY_SETTLE_SECONDS)
             self.wakeup.clear()
             try:
                 await self.tick()

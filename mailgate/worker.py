@@ -36,6 +36,11 @@ from mailgate.waiting import wait_first
 
 log = structlog.get_logger("mailgate.worker")
 
+# One trip to a worker thread handles at most this many messages, or this many seconds of them,
+# before the loop hears of them (the outbox is woken, the scheduler looks again).
+RUN_MESSAGES = 16
+RUN_SECONDS = 0.1
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -86,7 +91,7 @@ class InboundWorker:
         while not stop.is_set():
             self.wakeup.clear()
             try:
-                worked = await self.process_one()
+                worked = await self.process_some(stop)
                 backoff = 0.0
             except TemporaryFailure as error:
                 backoff = min(max(backoff * 2, 0.5), self.settings.max_backoff_seconds)
@@ -123,6 +128,28 @@ class InboundWorker:
         self._seemed_empty = not handled
         if handled and self.on_filed is not None:
             self.on_filed()
+        return handled
+
+    async def process_some(self, stop: asyncio.Event) -> int:
+        """Handle queued messages one after another in one worker thread, up to RUN_MESSAGES of them
+        or RUN_SECONDS, or until `stop`; returns how many. Under load this saves the event loop a
+        round trip per message; each message is still claimed and filed in its own transactions."""
+        if self._seemed_empty and not await self.store.call_read(inbound.has_queued):
+            return 0
+        handled = await asyncio.to_thread(self._claim_and_handle_some, stop)
+        self._seemed_empty = handled == 0
+        if handled and self.on_filed is not None:
+            self.on_filed()
+        return handled
+
+    def _claim_and_handle_some(self, stop: asyncio.Event) -> int:
+        deadline = time.monotonic() + RUN_SECONDS
+        handled = 0
+        # Reading an asyncio.Event's flag from this thread is safe; it is only ever set on the loop.
+        while handled < RUN_MESSAGES and not stop.is_set() and self._claim_and_handle():
+            handled += 1
+            if time.monotonic() >= deadline:
+                break
         return handled
 
     def _claim_and_handle(self) -> bool:
