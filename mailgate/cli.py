@@ -1,7 +1,8 @@
 """The `mailgate` command line: argparse commands, plain or JSON output, sysexits codes (tier 4).
 
-Heavy modules (SQLAlchemy, aiosmtpd) are imported inside the commands that need them, so
-`mailgate deliver`, which an MTA runs once per message, stays fast.
+Heavy modules (SQLAlchemy, aiosmtpd) are imported inside the commands that need them, and the
+parser defines only the arguments of the command being run, so `mailgate deliver`, which an MTA
+runs once per message, stays fast: it imports neither config.py nor anything of the daemon.
 """
 
 from __future__ import annotations
@@ -14,16 +15,24 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mailgate import __version__
-from mailgate.config import Config, load_config
 from mailgate.errors import ConfigError, MailgateError
 
 if TYPE_CHECKING:
+    from mailgate.config import Config
     from mailgate.store.transaction import Store
 
 EX_USAGE, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 64, 70, 75, 78
 
+_STATUSES = ["new", "open", "answered", "pending", "resolved", "closed"]
 
-def _parser() -> argparse.ArgumentParser:
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; given `command`, only that command and its arguments are defined.
+
+    Defining every command's arguments takes milliseconds that an MTA, running `deliver` once
+    per message, should not pay. main() passes the command when nothing but --config comes
+    before it; help and anything unusual get the full parser, which lists every command.
+    """
     parser = argparse.ArgumentParser(prog="mailgate", description="Email-to-ticket gateway.")
     parser.add_argument("--version", action="version", version=f"mailgate {__version__}")
     parser.add_argument(
@@ -33,22 +42,52 @@ def _parser() -> argparse.ArgumentParser:
         "else the embedded default: SQLite in ./mailgate-data, SMTP on 127.0.0.1:2525)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("run", help="run the daemon")
-    deliver = commands.add_parser("deliver", help="queue one message from standard input (MTA pipe)")
+    for name, (help_text, add_arguments) in _COMMAND_LINE.items():
+        if command is None or command == name:
+            add_arguments(commands.add_parser(name, help=help_text))
+    return parser
+
+
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The command of `argv` when only `--config PATH` or `--config=PATH` come before it, else None."""
+    index = 0
+    while index < len(argv) and argv[index].startswith("--config"):
+        if argv[index] == "--config":
+            index += 2
+        elif argv[index].startswith("--config="):
+            index += 1
+        else:
+            return None
+    if index < len(argv) and argv[index] in _COMMAND_LINE:
+        return argv[index]
+    return None
+
+
+def _no_arguments(_command: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _deliver_arguments(deliver: argparse.ArgumentParser) -> None:
     deliver.add_argument("--recipient", metavar="ADDR", help="the envelope recipient (a support address)")
     deliver.add_argument("--sender", metavar="ADDR", default="", help="the envelope sender")
-    check = commands.add_parser("check-config", help="validate the configuration and exit")
+
+
+def _check_config_arguments(check: argparse.ArgumentParser) -> None:
     check.add_argument(
         "--connect", action="store_true", help="also log in to each [[imap]] account and check its folders"
     )
-    db = commands.add_parser("db", help="database maintenance")
+
+
+def _db_arguments(db: argparse.ArgumentParser) -> None:
     db.add_subparsers(dest="db_command", required=True, metavar="ACTION").add_parser(
         "upgrade", help="create or upgrade the schema (idempotent)"
     )
-    tickets = commands.add_parser("tickets", help="list and show tickets")
+
+
+def _tickets_arguments(tickets: argparse.ArgumentParser) -> None:
     tickets_actions = tickets.add_subparsers(dest="tickets_command", required=True, metavar="ACTION")
     listing = tickets_actions.add_parser("list", help="list tickets")
-    listing.add_argument("--status", choices=["new", "open", "answered", "pending", "resolved", "closed"])
+    listing.add_argument("--status", choices=_STATUSES)
     listing.add_argument("--limit", type=int, default=None)
     listing.add_argument(
         "--sort", choices=["number", "due", "updated"], default="number",
@@ -60,15 +99,19 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     setter = tickets_actions.add_parser("set", help="change a ticket as an administrator (the customer is told)")
     setter.add_argument("number", type=int)
-    setter.add_argument("--status", choices=["new", "open", "answered", "pending", "resolved", "closed"])
+    setter.add_argument("--status", choices=_STATUSES)
     setter.add_argument("--priority", choices=["low", "medium", "high", "urgent"])
     setter.add_argument("--assign", metavar="EMAIL", help='an agent\'s address, or "none" to unassign')
-    rules = commands.add_parser("rules", help="try the rules")
+
+
+def _rules_arguments(rules: argparse.ArgumentParser) -> None:
     rules_actions = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
     rules_test = rules_actions.add_parser("test", help="show what the rules would do with one message")
     rules_test.add_argument("file", metavar="FILE.eml")
     rules_test.add_argument("--queue", help="the queue it arrives in (default: from its To/Cc, else the first)")
-    outgoing = commands.add_parser("outbox", help="mail waiting to be sent, sent, or failed")
+
+
+def _outbox_arguments(outgoing: argparse.ArgumentParser) -> None:
     outgoing_actions = outgoing.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
     outgoing_list = outgoing_actions.add_parser("list", help="list outgoing mail, newest first")
     outgoing_list.add_argument("--failed", action="store_true", help="only failed or bounced mail")
@@ -76,7 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     outgoing_list.add_argument("--json", action="store_true")
     outgoing_retry = outgoing_actions.add_parser("retry", help="send a failed or bounced mail again")
     outgoing_retry.add_argument("id", type=int)
-    queue = commands.add_parser("inbound", help="the inbound queue")
+
+
+def _inbound_arguments(queue: argparse.ArgumentParser) -> None:
     queue_actions = queue.add_subparsers(dest="inbound_command", required=True, metavar="ACTION")
     inbound_list = queue_actions.add_parser("list", help="list queued and processed messages")
     inbound_list.add_argument("--failed", action="store_true", help="only messages that failed")
@@ -84,39 +129,80 @@ def _parser() -> argparse.ArgumentParser:
     inbound_list.add_argument("--json", action="store_true")
     retry = queue_actions.add_parser("retry", help="queue a failed message again")
     retry.add_argument("id", type=int)
-    _add_report_and_export(commands)
-    return parser
 
 
-def _add_report_and_export(commands: Any) -> None:
-    report = commands.add_parser("report", help="how the help desk is doing: volume, response times, SLA, backlog")
+def _report_arguments(report: argparse.ArgumentParser) -> None:
     report.add_argument(
         "--since", default="30d", help='tickets created since: a period ("30d", "12h", "2w") or a date (2026-01-31)'
     )
     report.add_argument("--queue", help="only tickets in this queue")
     report.add_argument("--format", choices=["table", "json", "csv", "html"], default="table")
     report.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
-    export = commands.add_parser("export", help="tickets with their messages and events as JSON lines")
+
+
+def _export_arguments(export: argparse.ArgumentParser) -> None:
     export.add_argument(
         "--since", metavar="DATE", help="only tickets updated since DATE (2026-01-31, an ISO time, or a period: 30d)"
     )
 
 
+# Every command in `mailgate --help` order: its help line and the function defining its arguments.
+_COMMAND_LINE: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "run": ("run the daemon", _no_arguments),
+    "deliver": ("queue one message from standard input (MTA pipe)", _deliver_arguments),
+    "check-config": ("validate the configuration and exit", _check_config_arguments),
+    "db": ("database maintenance", _db_arguments),
+    "tickets": ("list and show tickets", _tickets_arguments),
+    "rules": ("try the rules", _rules_arguments),
+    "outbox": ("mail waiting to be sent, sent, or failed", _outbox_arguments),
+    "inbound": ("the inbound queue", _inbound_arguments),
+    "report": ("how the help desk is doing: volume, response times, SLA, backlog", _report_arguments),
+    "export": ("tickets with their messages and events as JSON lines", _export_arguments),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(_named_command(arguments)).parse_args(arguments)
     path = args.config or os.environ.get("MAILGATE_CONFIG") or None
+    if args.command == "deliver":
+        return _deliver(path, args)
+    from mailgate.config import load_config
+
     try:
         config = load_config(path)
     except ConfigError as error:
         print(f"mailgate: configuration error: {error}", file=sys.stderr)
-        # An MTA keeps the message and retries on 75, so a broken config loses no mail.
-        return EX_TEMPFAIL if args.command == "deliver" else EX_CONFIG
+        return EX_CONFIG
     command = _COMMANDS[args.command]
     try:
         return command(config, args)
     except MailgateError as error:
         print(f"mailgate: {error}", file=sys.stderr)
-        return EX_TEMPFAIL if args.command == "deliver" else EX_SOFTWARE
+        return EX_SOFTWARE
+
+
+def _deliver(path: str | None, args: argparse.Namespace) -> int:
+    """`deliver` reads only the configuration it uses (see ingest/pipe.py).
+
+    A configuration or database failure is 75: the MTA keeps the message and retries, so none
+    is lost.
+    """
+    from mailgate.ingest.pipe import deliver, read_delivery_config
+
+    try:
+        config = read_delivery_config(path)
+    except ConfigError as error:
+        print(f"mailgate: configuration error: {error}", file=sys.stderr)
+        return EX_TEMPFAIL
+    try:
+        raw = sys.stdin.buffer.read(config.max_message_bytes + 1)
+        result = deliver(config, raw, recipient=args.recipient, sender=args.sender)
+    except MailgateError as error:
+        print(f"mailgate: {error}", file=sys.stderr)
+        return EX_TEMPFAIL
+    print(f"mailgate deliver: {result.message}", file=sys.stderr if result.exit_code else sys.stdout)
+    return result.exit_code
 
 
 def _cmd_run(config: Config, args: argparse.Namespace) -> int:
@@ -135,15 +221,6 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
         print(f"mailgate: cannot start: {error}", file=sys.stderr)
         return EX_TEMPFAIL
     return 0
-
-
-def _cmd_deliver(config: Config, args: argparse.Namespace) -> int:
-    from mailgate.ingest.pipe import deliver
-
-    raw = sys.stdin.buffer.read(config.smtp.max_message_bytes + 1)
-    result = deliver(config, raw, recipient=args.recipient, sender=args.sender)
-    print(f"mailgate deliver: {result.message}", file=sys.stderr if result.exit_code else sys.stdout)
-    return result.exit_code
 
 
 def _cmd_check_config(config: Config, args: argparse.Namespace) -> int:
@@ -438,9 +515,9 @@ def _cmd_export(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+# The commands that run on the whole, validated configuration (all but `deliver`).
 _COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "run": _cmd_run,
-    "deliver": _cmd_deliver,
     "check-config": _cmd_check_config,
     "db": _cmd_db,
     "tickets": _cmd_tickets,

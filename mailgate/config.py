@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import shlex
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +21,14 @@ from mailgate.mail.limits import ParseLimits
 from mailgate.notify.templates_index import template_names
 from mailgate.rules.config_schema import RULES_SECTION_KEYS, RulesConfig, read_rules_section
 from mailgate.toml_tables import TomlTable as _Table
+from mailgate.toml_tables import email_address as _parse_address
+from mailgate.toml_tables import positive_int as _positive
+from mailgate.toml_tables import positive_number as _positive_number
+from mailgate.toml_tables import read_toml_file
 
 T = TypeVar("T")
 
 DEFAULT_MAILBOX = "support@example.com"
-_ADDRESS_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -184,23 +185,8 @@ def _parse_listen(value: Any) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def _parse_address(value: Any) -> str | None:
-    if isinstance(value, str) and _ADDRESS_RE.match(value.strip()):
-        return value.strip().lower()
-    return None
-
-
-def _positive(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
 def _non_negative(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def _positive_number(value: Any) -> float | None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-    return float(value) if ok else None
 
 
 def _read_smtp(table: _Table) -> SmtpConfig:
@@ -574,12 +560,5 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     """
     if path is None:
         return build_config({}, Path.cwd())
-    file = Path(path)
-    try:
-        with file.open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError("--config", "an existing TOML file", str(file)) from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(str(file), "valid TOML", str(error)) from None
-    return build_config(data, file.resolve().parent)
+    data, base = read_toml_file(path)
+    return build_config(data, base)

@@ -1,17 +1,56 @@
 """Reading TOML tables with typed getters whose errors name the key path (stdlib only).
 
-Shared by the main configuration and the rules sections, so every configuration error reads
-the same way: `smtp.listen: expected "HOST:PORT", got '2525'`.
+Shared by the main configuration, the rules sections and `mailgate deliver` (which reads its few
+keys without importing config.py), so every configuration error reads the same way:
+`smtp.listen: expected "HOST:PORT", got '2525'`.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from mailgate.errors import ConfigError
 
 T = TypeVar("T")
+
+_ADDRESS_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+def read_toml_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Path]:
+    """A configuration file's document, and the directory its relative paths start from."""
+    file = Path(path)
+    try:
+        with file.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError("--config", "an existing TOML file", str(file)) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(str(file), "valid TOML", str(error)) from None
+    return data, file.resolve().parent
+
+
+# Value checks for TomlTable.convert: the value, normalised, or None when it does not fit.
+
+
+def email_address(value: Any) -> str | None:
+    """An address such as "support@example.com", stripped and lower-cased."""
+    if isinstance(value, str) and _ADDRESS_RE.match(value.strip()):
+        return value.strip().lower()
+    return None
+
+
+def positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def positive_number(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    return float(value) if ok else None
 
 
 class TomlTable:

@@ -1,14 +1,14 @@
 """A lean enqueue for `mailgate deliver`: raw SQL on the plain database driver, no SQLAlchemy.
 
 An MTA starts one process per message; importing SQLAlchemy alone costs 200-285 ms, so this path
-speaks to the database with the standard library's sqlite3 (or psycopg for PostgreSQL). It writes
-the same row `store.inbound.enqueue` writes, and its commit is just as durable.
+speaks to the database with the standard library's sqlite3 (or psycopg for PostgreSQL), each
+imported only by its own backend. It writes the same row `store.inbound.enqueue` writes, and its
+commit is just as durable.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -42,6 +42,8 @@ def _sqlite_path(database_url: str) -> str:
 def _enqueue_sqlite(
     url: str, raw: bytes, now: datetime, source: str, mail_from: str, rcpt_tos: tuple[str, ...], busy_timeout: float
 ) -> int:
+    import sqlite3
+
     try:
         connection = sqlite3.connect(_sqlite_path(url), timeout=busy_timeout, isolation_level=None)
     except sqlite3.Error as error:
@@ -76,7 +78,8 @@ def _enqueue_postgresql(
     parts = urlsplit(url.replace("postgresql+psycopg://", "postgresql://", 1))
     conninfo: Any = parts._replace(scheme="postgresql").geturl()
     try:
-        with psycopg.connect(conninfo, connect_timeout=10) as connection:
+        # One statement, so autocommit: the INSERT commits on its own, without BEGIN and COMMIT round trips.
+        with psycopg.connect(conninfo, connect_timeout=10, autocommit=True) as connection:
             row = connection.execute(
                 f"INSERT INTO inbound ({_COLUMNS}) VALUES (%s, %s, '', %s, %s, %s, %s, 'queued', 0) RETURNING id",
                 (now, source, mail_from, json.dumps(list(rcpt_tos)), raw, len(raw)),
