@@ -167,7 +167,7 @@ class App:
     def __post_init__(self) -> None:
         config = self.config
         self.store = build_store(config)
-        blobs = BlobStore(config.storage.data_dir / "attachments")
+        blobs = BlobStore(config.storage.blobs_dir)
         secret = self._secret = load_or_create_secret(config.security.secret_file)
         settings = WorkerSettings(
             policy=filing_policy(config, secret),

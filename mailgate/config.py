@@ -36,6 +36,12 @@ class StorageConfig:
     data_dir: Path
     database_url: str
     busy_timeout_seconds: float = 5.0
+    # Attachment files (content-addressed); several instances on one PostgreSQL share one directory.
+    attachments_dir: Path | None = None
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.attachments_dir or self.data_dir / "attachments"
 
 
 @dataclass(frozen=True)
@@ -264,8 +270,12 @@ def _read_storage(table: _Table, base: Path) -> StorageConfig:
     if not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
         raise ConfigError(table.key("database_url"), 'a "sqlite:///PATH" or "postgresql://..." URL', url)
     busy = table.convert("busy_timeout_seconds", 5.0, "a positive number of seconds", _positive_number)
+    attachments = table.optional("attachments_dir", str, "a directory path")
+    attachments_dir = base / attachments if attachments is not None else None
     table.finish()
-    return StorageConfig(data_dir=data_dir, database_url=url, busy_timeout_seconds=busy)
+    return StorageConfig(
+        data_dir=data_dir, database_url=url, busy_timeout_seconds=busy, attachments_dir=attachments_dir
+    )
 
 
 def _read_imap(tables: list[_Table], mailboxes: tuple[Mailbox, ...], base: Path) -> tuple[ImapAccount, ...]:

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -19,10 +19,17 @@ def _alembic_config() -> AlembicConfig:
     return config
 
 
+# pg_advisory_xact_lock key: instances starting together on one PostgreSQL upgrade one at a time.
+_UPGRADE_LOCK = 0x6D61696C67617465  # "mailgate"
+
+
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest revision; a no-op when it is already there."""
     config = _alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Held to the end of this transaction, in which PostgreSQL also runs the migrations.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

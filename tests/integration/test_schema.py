@@ -19,3 +19,18 @@ def test_migrations_match_the_models(db_url: str) -> None:
         differences = compare_metadata(context, Base.metadata)
     engine.dispose()
     assert differences == []
+
+
+def test_instances_starting_together_upgrade_one_after_the_other(db_url: str) -> None:
+    """Several daemons upgrading one fresh database at once: every one succeeds, the schema is at head."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engines = [make_engine(db_url) for _ in range(3)]
+    try:
+        with ThreadPoolExecutor(len(engines)) as pool:
+            for result in [pool.submit(schema.upgrade, engine) for engine in engines]:
+                result.result(timeout=120)
+        assert all(schema.is_current(engine) for engine in engines)
+    finally:
+        for engine in engines:
+            engine.dispose()

@@ -19,6 +19,14 @@ def test_embedded_default_is_sqlite_on_loopback(tmp_path: Path) -> None:
     assert [m.address for m in config.mailboxes] == ["support@example.com"]
 
 
+def test_attachments_live_in_the_data_dir_unless_shared(tmp_path: Path) -> None:
+    """Several instances on one database share one attachments_dir; relative to the config file."""
+    assert build_config({}, tmp_path).storage.blobs_dir == tmp_path / "mailgate-data" / "attachments"
+    shared = build_config({"storage": {"attachments_dir": "../shared/att"}}, tmp_path)
+    assert shared.storage.blobs_dir == tmp_path / "../shared/att"
+    assert build_config({}, tmp_path).smtp.separate_process and build_config({}, tmp_path).outgoing.separate_process
+
+
 def test_subject_tag_defaults_to_the_name(tmp_path: Path) -> None:
     """[helpdesk] name sets the tag unless subject_tag is given."""
     assert build_config({"helpdesk": {"name": "Acme Support"}}, tmp_path).helpdesk.subject_tag == "Acme Support"
@@ -39,6 +47,9 @@ def test_subject_tag_defaults_to_the_name(tmp_path: Path) -> None:
         ({"limits": {"max_mime_depth": 0}}, "limits.max_mime_depth", "a positive integer"),
         ({"logging": {"level": "loud"}}, "logging.level", "info"),
         ({"nonsense": {}}, "nonsense", "known keys"),
+        ({"storage": {"attachments_dir": 7}}, "storage.attachments_dir", "a directory path"),
+        ({"smtp": {"separate_process": "no"}}, "smtp.separate_process", "true or false"),
+        ({"outgoing": {"separate_process": 1}}, "outgoing.separate_process", "true or false"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, data: dict[str, object], key: str, expected: str) -> None:
