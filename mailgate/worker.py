@@ -31,6 +31,7 @@ from mailgate.metrics import Metrics
 from mailgate.store import inbound
 from mailgate.store.blobs import BlobStore
 from mailgate.store.transaction import Store
+from mailgate.threading import candidate_message_ids
 from mailgate.triage import Triage
 from mailgate.waiting import wait_first
 
@@ -40,6 +41,8 @@ log = structlog.get_logger("mailgate.worker")
 # before the loop hears of them (the outbox is woken, the scheduler looks again).
 RUN_MESSAGES = 16
 RUN_SECONDS = 0.1
+# A reply whose request may still be in another worker's hands is tried again after this pause.
+IN_FLIGHT_PAUSE_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -159,9 +162,6 @@ class InboundWorker:
         )
         if item is None:
             return False
-        if self.metrics is not None and item.attempts == 1 and item.envelope.source in ("pipe", "imap"):
-            # Piped mail is queued by another process and the IMAP pollers keep no counter: count it here.
-            self.metrics.received.inc(item.envelope.source)
         with structlog.contextvars.bound_contextvars(inbound_id=item.id):
             self._handle(item)
         return True
@@ -179,6 +179,11 @@ class InboundWorker:
             self._fail(item, f"parser error: {type(error).__name__}: {error}"[:500])
             return
         with structlog.contextvars.bound_contextvars(message_id=parsed.message_id):
+            if self._answers_mail_still_in_flight(item, parsed):
+                return
+            if self.metrics is not None and item.attempts == 1 and item.envelope.source in ("pipe", "imap"):
+                # Piped mail is queued by another process and the IMAP pollers keep no counter: count it here.
+                self.metrics.received.inc(item.envelope.source)
             try:
                 for attachment in parsed.attachments:
                     self.blobs.put(attachment.data)
@@ -201,6 +206,19 @@ class InboundWorker:
             if self.metrics is not None:
                 self.metrics.processed.inc(item.envelope.source)
                 self.metrics.latency.observe(time.perf_counter() - started)
+
+    def _answers_mail_still_in_flight(self, item: inbound.InboundItem, parsed: ParsedMessage) -> bool:
+        """Mail of one thread is filed in arrival order, also with several workers or instances: a
+        reply naming no stored message while an older message is still queued or being filed (its
+        request, perhaps) goes back to the queue for a moment. True when it was put back."""
+        parents = candidate_message_ids(parsed.in_reply_to, parsed.references)
+        alive_since = self.clock.now() - self.settings.claim_timeout
+        if not parents or not self.store.read(inbound.older_mail_in_flight, item.id, parents, alive_since):
+            return False
+        log.info("inbound_deferred", reason="an older message it may answer is still being filed")
+        self.store.run_repeatable(inbound.release, item.id)
+        time.sleep(IN_FLIGHT_PAUSE_SECONDS)
+        return True
 
     def _file(self, item: inbound.InboundItem, parsed: ParsedMessage) -> FilingOutcome:
         try:

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from mailgate.store.core import execute
-from mailgate.store.models import Inbound
+from mailgate.store.models import Inbound, Message
 
 QUEUED, PROCESSING, DONE, FAILED, IGNORED = "queued", "processing", "done", "failed", "ignored"
 
@@ -102,6 +102,27 @@ _CLAIM = (
     .where(Inbound.id == bindparam("inbound_id"))
     .values(state=PROCESSING, attempts=Inbound.attempts + 1, claimed_at=bindparam("now"), claimed_by=bindparam("owner"))
 )
+
+
+_STORED_PARENT = select(Message.id).where(Message.message_id.in_(bindparam("parents", expanding=True))).limit(1)
+_OLDER_IN_FLIGHT = (
+    select(Inbound.id)
+    .where(
+        Inbound.id < bindparam("inbound_id"),
+        (Inbound.state == QUEUED) | ((Inbound.state == PROCESSING) & (Inbound.claimed_at >= bindparam("alive_since"))),
+    )
+    .limit(1)
+)
+
+
+def older_mail_in_flight(session: Session, inbound_id: int, parents: tuple[str, ...], alive_since: datetime) -> bool:
+    """True when none of the Message-IDs a mail answers is stored yet and an older message is still
+    queued or being filed (by a worker that claimed it after `alive_since`, so not a dead one's):
+    filing the answer now could open a ticket its request is about to open."""
+    if execute(session, _STORED_PARENT, {"parents": list(parents[:100])}).first() is not None:
+        return False
+    older = execute(session, _OLDER_IN_FLIGHT, {"inbound_id": inbound_id, "alive_since": alive_since}).first()
+    return older is not None
 
 
 def claim_next(session: Session, max_attempts: int, now: datetime, owner: str = "") -> InboundItem | None:
