@@ -18,8 +18,8 @@ import asyncio
 import ctypes
 import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import IO
+from collections.abc import Callable, Coroutine, Sequence
+from typing import IO, Any
 
 import structlog
 
@@ -150,6 +150,23 @@ def _kill_me_with_my_parent() -> None:
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+async def read_settings() -> tuple[asyncio.StreamReader, bytes]:
+    """The child's side of stdin: the reader for later lines, and the first line, the settings
+    (empty when the daemon is already gone)."""
+    loop = asyncio.get_running_loop()
+    parent = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(parent), sys.stdin)
+    return parent, await parent.readline()
+
+
+def run_child(serve: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """A child's main: SIGINT and SIGHUP are the daemon's to handle (a terminal's Ctrl-C reaches
+    the whole process group); SIGTERM is for `serve` to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    return asyncio.run(serve())
 
 
 class Reports:

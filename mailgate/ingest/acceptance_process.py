@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from mailgate.child_process import READY, Reports
+from mailgate.child_process import READY, Reports, read_settings, run_child
 from mailgate.clock import SystemClock
 from mailgate.domain.mailbox import Mailbox
 from mailgate.ingest.group_commit import GroupCommitter
@@ -74,9 +74,7 @@ def mailboxes_from_json(items: list[dict[str, Any]]) -> tuple[Mailbox, ...]:
 async def serve(listener: socket.socket, reports: Reports) -> int:
     """Read the settings, serve until SIGTERM or the parent's end of file; returns the exit status."""
     loop = asyncio.get_running_loop()
-    parent = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(parent), sys.stdin)
-    first = await parent.readline()
+    parent, first = await read_settings()
     if not first:
         return 0
     settings = AcceptanceSettings.from_json(first)
@@ -140,11 +138,9 @@ def main(argv: list[str]) -> int:
         print("usage: python -m mailgate.ingest.acceptance_process LISTENING_FD  (started by `mailgate run`)",
               file=sys.stderr)
         return 64
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     listener = socket.socket(fileno=int(argv[0]))
     listener.setblocking(False)
-    return asyncio.run(serve(listener, Reports(sys.stdout.buffer)))
+    return run_child(lambda: serve(listener, Reports(sys.stdout.buffer)))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from mailgate.child_process import READY, Reports
+from mailgate.child_process import READY, Reports, read_settings, run_child
 from mailgate.clock import SystemClock
 from mailgate.logs import configure_logging
 from mailgate.metrics import Counter, Metrics
@@ -102,9 +102,7 @@ def _apply(worker: OutboxWorker, settings: OutboxProcessSettings) -> None:
 async def serve(reports: Reports) -> int:
     """Read the settings, send until SIGTERM or the daemon's end of file; returns the exit status."""
     loop = asyncio.get_running_loop()
-    parent = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(parent), sys.stdin)
-    first = await parent.readline()
+    parent, first = await read_settings()
     if not first:
         return 0
     settings = OutboxProcessSettings.from_json(first)
@@ -158,9 +156,7 @@ def main(argv: list[str]) -> int:
     if argv:
         print("usage: python -m mailgate.notify.outbox_process  (started by `mailgate run`)", file=sys.stderr)
         return 64
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    return asyncio.run(serve(Reports(sys.stdout.buffer)))
+    return run_child(lambda: serve(Reports(sys.stdout.buffer)))
 
 
 if __name__ == "__main__":

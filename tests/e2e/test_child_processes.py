@@ -22,7 +22,8 @@ def children(pid: int) -> list[int]:
     return [int(part) for part in text.split()]
 
 
-def acceptance_pid(daemon: Daemon) -> int:
+def child_pid(daemon: Daemon, module: bytes) -> int:
+    """The pid of the daemon's child running `python -m MODULE`, once there is exactly one."""
     assert daemon.process is not None
     found: list[int] = []
 
@@ -30,12 +31,16 @@ def acceptance_pid(daemon: Daemon) -> int:
         found[:] = [
             child
             for child in children(daemon.process.pid)  # type: ignore[union-attr]
-            if b"mailgate.ingest.acceptance_process" in Path(f"/proc/{child}/cmdline").read_bytes()
+            if module in Path(f"/proc/{child}/cmdline").read_bytes()
         ]
         return len(found) == 1
 
     wait_until(started, 30)
     return found[0]
+
+
+def acceptance_pid(daemon: Daemon) -> int:
+    return child_pid(daemon, b"mailgate.ingest.acceptance_process")
 
 
 def alive(pid: int) -> bool:
@@ -80,49 +85,25 @@ def test_sigkill_of_the_acceptance_process_loses_and_duplicates_nothing(tmp_path
         daemon.stop()
 
 
-def test_the_acceptance_process_follows_its_parent(tmp_path: Path) -> None:
-    """SIGKILL of the daemon: its acceptance process sees the pipe close, stops and frees the port."""
+def test_the_helper_processes_follow_the_daemon(tmp_path: Path) -> None:
+    """SIGKILL of the daemon: its outbox process is killed with it (the next daemon resends what it
+    held); its acceptance process sees the pipe close, stops and frees the port."""
     port = free_port()
     db_url = f"sqlite:///{tmp_path / 'data' / 'mailgate.sqlite3'}"
     config_path = write_config(tmp_path / "mailgate.toml", data_dir=tmp_path / "data", db_url=db_url, port=port)
     daemon = Daemon(config_path, port)
     daemon.start()
     try:
-        child = acceptance_pid(daemon)
+        acceptance = acceptance_pid(daemon)
+        outbox = child_pid(daemon, b"mailgate.notify.outbox_process")
         daemon.kill()
-        wait_until(lambda: not alive(child), 10)
+        wait_until(lambda: not alive(outbox), 5)
+        wait_until(lambda: not alive(acceptance), 10)
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(("127.0.0.1", port))
         daemon.start()
-        assert acceptance_pid(daemon) != child
+        assert acceptance_pid(daemon) != acceptance
         assert daemon.stop() == 0
-    finally:
-        daemon.stop()
-
-
-
-def test_the_outbox_process_dies_with_the_daemon(tmp_path: Path) -> None:
-    """SIGKILL of the daemon kills its outbox process at once (the next daemon resends what it held)."""
-    port = free_port()
-    db_url = f"sqlite:///{tmp_path / 'data' / 'mailgate.sqlite3'}"
-    config_path = write_config(tmp_path / "mailgate.toml", data_dir=tmp_path / "data", db_url=db_url, port=port)
-    daemon = Daemon(config_path, port)
-    daemon.start()
-    try:
-        assert daemon.process is not None
-        found: list[int] = []
-
-        def started() -> bool:
-            found[:] = [
-                child
-                for child in children(daemon.process.pid)  # type: ignore[union-attr]
-                if b"mailgate.notify.outbox_process" in Path(f"/proc/{child}/cmdline").read_bytes()
-            ]
-            return len(found) == 1
-
-        wait_until(started, 30)
-        daemon.kill()
-        wait_until(lambda: not alive(found[0]), 5)
     finally:
         daemon.stop()
