@@ -51,6 +51,9 @@ from mailgate.worker import InboundWorker, WorkerSettings
 
 log = structlog.get_logger("mailgate.app")
 
+# How long a reload waits for each helper process to confirm the new settings.
+CHILD_RELOAD_SECONDS = 10.0
+
 
 def instance_name(config: Config) -> str:
     """Who claims work: one process per data directory and host (the data_dir lock enforces it)."""
@@ -458,6 +461,10 @@ class App:
             try:
                 new = await asyncio.to_thread(load_config, self.config_path)
                 self.reload(new)
+                # READY=1 means the new configuration is in force, in the helper processes too.
+                for child in (self.acceptance, self.outbox_process):
+                    if child is not None:
+                        await child.applied(CHILD_RELOAD_SECONDS)
             except ConfigError as error:
                 log.error("reload_failed", error=str(error), config=str(self.config_path), kept="the previous one")
                 return False

@@ -5,7 +5,8 @@ SMTP acceptance process, the outbox process). The protocol is the same for all:
 
 - stdin, from the daemon: the settings as one JSON line; later lines are new settings (SIGHUP
   reload) or one-word commands such as `wake`. End of file: the daemon is gone; stop.
-- stdout, to the daemon: `ready` once serving, then one line per event (`queued smtp`, `sent`).
+- stdout, to the daemon: `ready` once serving, `applied` after new settings, and one line per
+  event (`queued smtp`, `sent`).
 - stderr: the log, as the daemon's.
 
 SIGTERM asks the child to finish what it is doing and exit 0. A child that exits otherwise is
@@ -26,6 +27,8 @@ import structlog
 log = structlog.get_logger("mailgate.child_process")
 
 READY = b"ready"
+# A child's answer to new settings: they are in force.
+APPLIED = b"applied"
 
 # Pauses before restarting a crashed child; a run of HEALTHY_SECONDS starts the sequence over.
 RESTART_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
@@ -57,6 +60,7 @@ class ChildProcess:
         self.process: asyncio.subprocess.Process | None = None
         self.restarts = 0  # since the last healthy run
         self._ready = asyncio.Event()
+        self._applied = asyncio.Event()
         self._stopping = False
         self._watcher: asyncio.Task[None] | None = None
 
@@ -81,9 +85,22 @@ class ChildProcess:
             process.stdin.write(line.rstrip(b"\n") + b"\n")
 
     def update_settings(self, settings: bytes) -> None:
-        """New settings (reload): sent now, and given to any child started later."""
+        """New settings (reload): sent now, and given to any child started later; `applied()`
+        waits for the child to confirm them."""
         self.settings = settings
+        self._applied.clear()
         self.send(settings)
+
+    async def applied(self, timeout: float) -> bool:
+        """True once the running child has confirmed the last settings sent (or none runs)."""
+        if not self.serving:
+            return True
+        try:
+            await asyncio.wait_for(self._applied.wait(), timeout)
+        except TimeoutError:
+            log.warning("child_settings_unconfirmed", child=self.name, seconds=timeout)
+            return False
+        return True
 
     async def stop(self, timeout: float) -> bool:
         """SIGTERM, then wait; SIGKILL at the deadline. True when it ended in time."""
@@ -136,6 +153,8 @@ class ChildProcess:
             kind, _, rest = line.strip().partition(b" ")
             if kind == READY:
                 self._ready.set()
+            elif kind == APPLIED:
+                self._applied.set()
             else:
                 self.on_report(kind, rest)
         await process.wait()

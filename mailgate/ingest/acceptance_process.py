@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from mailgate.child_process import READY, Reports, read_settings, run_child
+from mailgate.child_process import APPLIED, READY, Reports, read_settings, run_child
 from mailgate.clock import SystemClock
 from mailgate.domain.mailbox import Mailbox
 from mailgate.ingest.group_commit import GroupCommitter
@@ -99,7 +99,7 @@ async def serve(listener: socket.socket, reports: Reports) -> int:
     )
     stop, orphaned = asyncio.Event(), asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    listening = asyncio.create_task(_read_parent(parent, handler, stop, orphaned), name="parent-pipe")
+    listening = asyncio.create_task(_read_parent(parent, handler, reports, stop, orphaned), name="parent-pipe")
     reports.send(READY)
     log.info("acceptance_process_ready", lmtp=settings.lmtp, pid=os.getpid())
     await stop.wait()
@@ -119,7 +119,11 @@ async def serve(listener: socket.socket, reports: Reports) -> int:
 
 
 async def _read_parent(
-    parent: asyncio.StreamReader, handler: SmtpIngestHandler, stop: asyncio.Event, orphaned: asyncio.Event
+    parent: asyncio.StreamReader,
+    handler: SmtpIngestHandler,
+    reports: Reports,
+    stop: asyncio.Event,
+    orphaned: asyncio.Event,
 ) -> None:
     """Mailbox updates from the parent; end of file (the parent died) stops this process."""
     while line := await parent.readline():
@@ -129,6 +133,7 @@ async def _read_parent(
             log.error("acceptance_update_unreadable", error=str(error))
             continue
         log.info("acceptance_mailboxes_updated", mailboxes=[m.address for m in handler.mailboxes])
+        reports.send(APPLIED)
     orphaned.set()
     stop.set()
 

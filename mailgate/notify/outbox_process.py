@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from mailgate.child_process import READY, Reports, read_settings, run_child
+from mailgate.child_process import APPLIED, READY, Reports, read_settings, run_child
 from mailgate.clock import SystemClock
 from mailgate.logs import configure_logging
 from mailgate.metrics import Counter, Metrics
@@ -125,7 +125,7 @@ async def serve(reports: Reports) -> int:
     )
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    listening = asyncio.create_task(_read_parent(parent, worker, stop), name="parent-pipe")
+    listening = asyncio.create_task(_read_parent(parent, worker, reports, stop), name="parent-pipe")
     reports.send(READY)
     log.info("outbox_process_ready")
     try:
@@ -137,7 +137,9 @@ async def serve(reports: Reports) -> int:
     return 0
 
 
-async def _read_parent(parent: asyncio.StreamReader, worker: OutboxWorker, stop: asyncio.Event) -> None:
+async def _read_parent(
+    parent: asyncio.StreamReader, worker: OutboxWorker, reports: Reports, stop: asyncio.Event
+) -> None:
     """`wake` and new settings from the daemon; end of file (it died) stops this process."""
     while line := await parent.readline():
         if line.strip() == WAKE:
@@ -149,6 +151,7 @@ async def _read_parent(parent: asyncio.StreamReader, worker: OutboxWorker, stop:
             log.error("outbox_update_unreadable", error=str(error))
             continue
         log.info("outbox_settings_updated")
+        reports.send(APPLIED)
     stop.set()
 
 
