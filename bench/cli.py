@@ -1,4 +1,4 @@
-"""`python -m bench`: mailgate's end-to-end benchmark (issue 8), one command, a table and JSON.
+"""`python -m bench`: mailgate's end-to-end benchmark, one command, a table and JSON.
 
     python -m bench                       # 300 mails; SQLite and PostgreSQL; 1, 4, 16 connections
     python -m bench --peer roundup        # ... and Roundup's mail gateway on the same corpus

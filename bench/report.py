@@ -1,4 +1,4 @@
-"""The readable table, and issue 8's goals checked against the figures of this run."""
+"""The readable table, and the performance goals checked against the figures of this run."""
 
 from __future__ import annotations
 
@@ -157,7 +157,7 @@ def format_report(result: Result) -> str:
         if run.get("profile"):
             lines += ["", f"profile of the daemon, {run['backend']} at {run['connections']} connections:",
                       format_summary(run["profile"])]
-    lines += ["", "issue 8 goals:"]
+    lines += ["", "performance goals:"]
     for goal in result.get("goals", []):
         verdict = {True: "MET", False: "NOT MET", None: "not measured"}[goal["met"]]
         lines.append(f"  {goal['goal']:<3} {verdict:<12} {goal['target']}: {goal['measured']}")

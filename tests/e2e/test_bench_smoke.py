@@ -36,7 +36,7 @@ def test_bench_smoke_writes_a_complete_json_with_positive_figures(tmp_path: Path
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "issue 8 goals" in completed.stdout
+    assert "performance goals" in completed.stdout
     result = json.loads(output.read_text())
     assert {"meta", "corpus", "runs", "idle", "store_scale", "soak", "multi_instance", "goals"} <= result.keys()
     assert result["corpus"]["mails"] == 20 and len(result["corpus"]["sha256"]) == 64
