@@ -244,7 +244,6 @@ class App:
                 "mailgate.notify.outbox_process",
                 self._outbox_process_settings().to_json(),
                 self._on_outbox_report,
-                die_with_parent=True,
             )
             await self.outbox_process.start()
         else:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -45,7 +46,6 @@ class ChildProcess:
         *,
         args: Sequence[str] = (),
         pass_fds: Sequence[int] = (),
-        die_with_parent: bool = False,
     ) -> None:
         self.name = name
         self.module = module
@@ -54,9 +54,6 @@ class ChildProcess:
         self.on_report = on_report
         self.args = tuple(args)
         self.pass_fds = tuple(pass_fds)
-        # The kernel kills the child when the daemon dies (Linux): for work that a new daemon
-        # would otherwise repeat while the old child is still at it.
-        self.die_with_parent = die_with_parent
         self.process: asyncio.subprocess.Process | None = None
         self.restarts = 0  # since the last healthy run
         self._ready = asyncio.Event()
@@ -145,7 +142,7 @@ class ChildProcess:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             pass_fds=self.pass_fds,
-            preexec_fn=_kill_me_with_my_parent if self.die_with_parent else None,
+            env={**os.environ, PARENT_PID_VARIABLE: str(os.getpid())},
         )
         assert process.stdin is not None and process.stdout is not None
         process.stdin.write(self.settings.rstrip(b"\n") + b"\n")
@@ -162,13 +159,18 @@ class ChildProcess:
 
 
 _PR_SET_PDEATHSIG = 1
+# The daemon's pid, in the child's environment: to tell whether the daemon is still there.
+PARENT_PID_VARIABLE = "MAILGATE_PARENT_PID"
 
 
-def _kill_me_with_my_parent() -> None:
-    """In the child between fork and exec: SIGKILL when the parent thread that forked it dies."""
+def die_with_parent() -> None:
+    """In a child: the kernel sends SIGKILL when the daemon dies (Linux), for work a new daemon
+    would otherwise repeat while this child is still at it. A daemon already gone ends it now."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(os.environ.get(PARENT_PID_VARIABLE, os.getppid())):
+        sys.exit(0)
 
 
 async def read_settings() -> tuple[asyncio.StreamReader, bytes]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from mailgate.child_process import APPLIED, READY, Reports, read_settings, run_child
+from mailgate.child_process import APPLIED, READY, Reports, die_with_parent, read_settings, run_child
 from mailgate.clock import SystemClock
 from mailgate.logs import configure_logging
 from mailgate.metrics import Counter, Metrics
@@ -159,6 +159,7 @@ def main(argv: list[str]) -> int:
     if argv:
         print("usage: python -m mailgate.notify.outbox_process  (started by `mailgate run`)", file=sys.stderr)
         return 64
+    die_with_parent()
     return run_child(lambda: serve(Reports(sys.stdout.buffer)))
 
 
