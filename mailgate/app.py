@@ -220,34 +220,10 @@ class App:
         if resend:
             log.warning("outbox_requeued_after_crash", count=resend, note="sent again with the same Message-ID")
         install_log_processor(self.metrics.count_log_event)
-        self._listener = bind_listener(config.smtp.host, config.smtp.port)
-        host, port = self._listener.getsockname()[:2]
-        self.smtp_address = (host, port)
-        if config.smtp.separate_process:
-            fd = self._listener.fileno()
-            self.acceptance = ChildProcess(
-                "acceptance",
-                "mailgate.ingest.acceptance_process",
-                self._acceptance_settings().to_json(),
-                self._on_acceptance_report,
-                args=(str(fd),),
-                pass_fds=(fd,),
-            )
-            await self.acceptance.start()
-        else:
-            await self._serve_smtp_here(self._listener)
+        host, port = await self._start_smtp()
         await self._start_http()
         self._tasks.append(asyncio.create_task(self.worker.run(self._stop), name="inbound-worker"))
-        if config.outgoing.separate_process:
-            self.outbox_process = ChildProcess(
-                "outbox",
-                "mailgate.notify.outbox_process",
-                self._outbox_process_settings().to_json(),
-                self._on_outbox_report,
-            )
-            await self.outbox_process.start()
-        else:
-            self._tasks.append(asyncio.create_task(self.outbox_worker.run(self._stop), name="outbox-worker"))
+        await self._start_outbox()
         self._tasks.append(asyncio.create_task(self.scheduler.run(self._stop), name="timer-scheduler"))
         # IMAP import starts only once SMTP is up: a broken IMAP account must not delay mail intake.
         self._tasks += start_pollers(
@@ -264,9 +240,40 @@ class App:
             smtp=f"{host}:{port}",
             lmtp=config.smtp.lmtp,
             acceptance="own process" if self.acceptance is not None else "daemon's loop",
+            outbox="own process" if self.outbox_process is not None else "daemon's loop",
             database=self.store.engine.dialect.name,
             http="{}:{}".format(*self.http_address) if self.http_address else None,
         )
+
+    async def _start_smtp(self) -> tuple[str, int]:
+        """Bind the listener, then serve it from the acceptance process (or this loop); its address."""
+        config = self.config
+        self._listener = listener = bind_listener(config.smtp.host, config.smtp.port)
+        host, port = listener.getsockname()[:2]
+        self.smtp_address = (host, port)
+        if not config.smtp.separate_process:
+            await self._serve_smtp_here(listener)
+            return host, port
+        fd = listener.fileno()
+        self.acceptance = ChildProcess(
+            "acceptance",
+            "mailgate.ingest.acceptance_process",
+            self._acceptance_settings().to_json(),
+            self._on_acceptance_report,
+            args=(str(fd),),
+            pass_fds=(fd,),
+        )
+        await self.acceptance.start()
+        return host, port
+
+    async def _start_outbox(self) -> None:
+        """Outgoing mail from the outbox process (or a task on this loop)."""
+        if not self.config.outgoing.separate_process:
+            self._tasks.append(asyncio.create_task(self.outbox_worker.run(self._stop), name="outbox-worker"))
+            return
+        settings = self._outbox_process_settings().to_json()
+        self.outbox_process = ChildProcess("outbox", "mailgate.notify.outbox_process", settings, self._on_outbox_report)
+        await self.outbox_process.start()
 
     def _acceptance_settings(self) -> AcceptanceSettings:
         config = self.config
