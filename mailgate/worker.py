@@ -124,32 +124,26 @@ class InboundWorker:
 
     async def process_one(self) -> bool:
         """Claim and handle one message; False when nothing was queued."""
-        if self._seemed_empty and not await self.store.call_read(inbound.has_queued):
-            # Idle polls look without taking the write lock the acceptance side needs.
-            return False
-        handled = await asyncio.to_thread(self._claim_and_handle)
-        self._seemed_empty = not handled
-        if handled and self.on_filed is not None:
-            self.on_filed()
-        return handled
+        return await self.process_some(asyncio.Event(), limit=1) == 1
 
-    async def process_some(self, stop: asyncio.Event) -> int:
-        """Handle queued messages one after another in one worker thread, up to RUN_MESSAGES of them
+    async def process_some(self, stop: asyncio.Event, limit: int = RUN_MESSAGES) -> int:
+        """Handle queued messages one after another in one worker thread, up to `limit` of them
         or RUN_SECONDS, or until `stop`; returns how many. Under load this saves the event loop a
         round trip per message; each message is still claimed and filed in its own transactions."""
         if self._seemed_empty and not await self.store.call_read(inbound.has_queued):
+            # Idle polls look without taking the write lock the acceptance side needs.
             return 0
-        handled = await asyncio.to_thread(self._claim_and_handle_some, stop)
+        handled = await asyncio.to_thread(self._claim_and_handle_some, stop, limit)
         self._seemed_empty = handled == 0
         if handled and self.on_filed is not None:
             self.on_filed()
         return handled
 
-    def _claim_and_handle_some(self, stop: asyncio.Event) -> int:
+    def _claim_and_handle_some(self, stop: asyncio.Event, limit: int) -> int:
         deadline = time.monotonic() + RUN_SECONDS
         handled = 0
         # Reading an asyncio.Event's flag from this thread is safe; it is only ever set on the loop.
-        while handled < RUN_MESSAGES and not stop.is_set() and self._claim_and_handle():
+        while handled < limit and not stop.is_set() and self._claim_and_handle():
             handled += 1
             if time.monotonic() >= deadline:
                 break

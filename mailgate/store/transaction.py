@@ -56,9 +56,7 @@ class Store:
 
     def run(self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `work` in one transaction; database outages become TemporaryFailure."""
-        turn = self._writer_lock.held() if self._writer_lock is not None else contextlib.nullcontext()
-        with turn:
-            return self._unit(self._sessions, work, *args, **kwargs)
+        return self._write(self._sessions, work, *args, **kwargs)
 
     def run_repeatable(
         self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
@@ -68,9 +66,7 @@ class Store:
         later commit that does wait (which makes this one durable too): the worker's claims and
         filings qualify (a 250 was given by the acceptance commit before; the outbox sends only
         after its own claim commit, which waits); an acceptance or an IMAP import does not."""
-        turn = self._writer_lock.held() if self._writer_lock is not None else contextlib.nullcontext()
-        with turn:
-            return self._unit(self._repeatables, work, *args, **kwargs)
+        return self._write(self._repeatables, work, *args, **kwargs)
 
     def read(self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `work`, which only reads, in one snapshot without waiting for writers."""
@@ -79,6 +75,18 @@ class Store:
     async def call_read(self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`read` in a worker thread."""
         return await asyncio.to_thread(functools.partial(self.read, work, *args, **kwargs))
+
+    def _write(
+        self,
+        sessions: sessionmaker[Session],
+        work: Callable[Concatenate[Session, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """A unit that writes: on SQLite, in this process's turn at the writer lock."""
+        turn = self._writer_lock.held() if self._writer_lock is not None else contextlib.nullcontext()
+        with turn:
+            return self._unit(sessions, work, *args, **kwargs)
 
     def _unit(
         self,
