@@ -25,6 +25,21 @@ class ProcSample:
     rss_mb: float
     hwm_mb: float
     name: str
+    role: str
+
+
+def process_role(pid: int) -> str:
+    """Which of mailgate's processes `pid` is, from its command line."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    for word in argv:
+        if word.endswith(b"acceptance_process"):
+            return "acceptance"
+        if word.endswith(b"outbox_process"):
+            return "outbox"
+    return "daemon"
 
 
 def _read_stat(pid: int) -> tuple[str, float] | None:
@@ -74,7 +89,7 @@ def sample_tree(pid: int) -> list[ProcSample]:
         if stat is None:
             continue
         rss, hwm = _read_memory(member)
-        samples.append(ProcSample(member, stat[1], rss, hwm, stat[0]))
+        samples.append(ProcSample(member, stat[1], rss, hwm, stat[0], process_role(member)))
     return samples
 
 
@@ -87,6 +102,7 @@ class TreeSampler:
     cpu: dict[int, float] = field(default_factory=dict)
     hwm: dict[int, float] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)
+    roles: dict[int, str] = field(default_factory=dict)
     series: list[tuple[float, float, float]] = field(default_factory=list)  # (t, total MB, largest MB)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -115,6 +131,7 @@ class TreeSampler:
                 self.cpu[item.pid] = item.cpu_seconds
                 self.hwm[item.pid] = max(self.hwm.get(item.pid, 0.0), item.hwm_mb)
                 self.names[item.pid] = item.name
+                self.roles.setdefault(item.pid, item.role)
             if samples:
                 total = sum(item.rss_mb for item in samples)
                 self.series.append((time.monotonic(), total, max(item.rss_mb for item in samples)))
@@ -122,6 +139,15 @@ class TreeSampler:
     def cpu_total(self) -> float:
         with self._lock:
             return sum(self.cpu.values())
+
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds per process role (daemon, acceptance, outbox), restarted processes summed."""
+        with self._lock:
+            totals: dict[str, float] = {}
+            for pid, seconds in self.cpu.items():
+                role = self.roles.get(pid, "daemon")
+                totals[role] = totals.get(role, 0.0) + seconds
+            return totals
 
     def processes(self) -> int:
         with self._lock:

@@ -175,12 +175,14 @@ def measure_load(running: Running, corpus: Sequence[Mail], connections: int, sin
     running.sampler.sample()
     idle_rss = running.sampler.series[-1][1] if running.sampler.series else 0.0
     cpu_before, sink_before = running.sampler.cpu_total(), sink.count()
+    roles_before = running.sampler.cpu_by_role()
     window = CpuWindow().start()
     with (_py_spy(options, running.daemon.pid, profile_name) if profile_name else _no_profile()) as profile:
         load = run_load(running.port, partition(corpus, connections), options.load_timeout)
         filed_at = _wait(_all_filed(running, load.accepted, _new_ticket_range()), options.load_timeout, 0.02)
         running.sampler.sample()
         cpu_filed = running.sampler.cpu_total()
+        roles_filed = running.sampler.cpu_by_role()
         machine = window.stop(cpu_filed - cpu_before)
     drained_at = _wait(lambda: running.probe.outbox_unsent() == 0, 120, 0.05)
     running.sampler.sample()
@@ -188,6 +190,10 @@ def measure_load(running: Running, corpus: Sequence[Mail], connections: int, sin
     steady = running.sampler.rss_between(time.monotonic() - 1.0, time.monotonic() + 1)
     result = _load_result(running, load, corpus, filed_at, drained_at)
     result["cpu"] = {**_cpu(cpu_filed - cpu_before, load, filed_at, running.sampler.processes()), **machine}
+    result["cpu"]["ms_per_message_by_process"] = {
+        role: round((seconds - roles_before.get(role, 0.0)) * 1000 / load.accepted, 2) if load.accepted else 0.0
+        for role, seconds in sorted(roles_filed.items())
+    }
     result["rss_mb"] = {
         "idle_before_total": round(idle_rss, 1),
         **rss_summary(running.sampler.rss_between(0, time.monotonic())),
