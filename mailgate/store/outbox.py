@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from mailgate.store.core import execute
 from mailgate.store.models import Contact, Outbox
 
 QUEUED, SENDING, SENT, FAILED, BOUNCED = "queued", "sending", "sent", "failed", "bounced"
@@ -57,21 +58,23 @@ def add(
     payload: dict[str, Any],
     now: datetime,
 ) -> int:
-    row = Outbox(
-        created_at=now,
-        ticket_id=ticket_id,
-        kind=kind,
-        recipient=recipient,
-        message_id=message_id,
-        automatic=automatic,
-        payload=json.dumps(payload, ensure_ascii=False),
-        state=QUEUED,
-        attempts=0,
-        next_attempt_at=now,
-    )
-    session.add(row)
-    session.flush()
-    return row.id
+    values = {
+        "created_at": now,
+        "ticket_id": ticket_id,
+        "kind": kind,
+        "recipient": recipient,
+        "message_id": message_id,
+        "automatic": automatic,
+        "payload": json.dumps(payload, ensure_ascii=False),
+        "state": QUEUED,
+        "attempts": 0,
+        "next_attempt_at": now,
+    }
+    outbox_id: int = execute(session, _INSERT, values).scalar_one()
+    return outbox_id
+
+
+_INSERT = insert(Outbox).returning(Outbox.id)
 
 
 def claim_due(session: Session, now: datetime, limit: int = 10, owner: str = "") -> list[OutboxItem]:
@@ -118,8 +121,15 @@ def claim_batch(session: Session, now: datetime, limit: int, owner: str, window_
     return ClaimedBatch(items, sent)
 
 
+_MARK_SENT = (
+    update(Outbox)
+    .where(Outbox.id == bindparam("outbox_id"))
+    .values(state=SENT, sent_at=bindparam("sent_when"), last_error=None)
+)
+
+
 def mark_sent(session: Session, outbox_id: int, now: datetime) -> None:
-    session.execute(update(Outbox).where(Outbox.id == outbox_id).values(state=SENT, sent_at=now, last_error=None))
+    execute(session, _MARK_SENT, {"outbox_id": outbox_id, "sent_when": now})
 
 
 def schedule_retry(session: Session, outbox_id: int, error: str, when: datetime) -> None:
