@@ -3,6 +3,10 @@
 smtplib does not verify certificates unless given a context, so STARTTLS always gets
 `ssl.create_default_context()`. smtplib refuses CR/LF in addresses and dot-stuffs the data.
 
+A mail to or from an address with non-ASCII characters (RFC 6531), or whose header holds one
+in UTF-8 (RFC 6532), is sent with SMTPUTF8; a relay that does not offer it refuses that mail
+permanently, with the reason, and the connection goes on serving the next mail.
+
 One connection carries consecutive mails: `send` opens it when there is none and leaves it
 open; the caller ends it with `close` (QUIT) once its queue is empty. A connection is also
 replaced after MAILS_PER_CONNECTION mails or CONNECTION_REUSE_SECONDS.
@@ -87,6 +91,15 @@ def _gone_before_content(client: _Client, error: Exception) -> bool:
     return not isinstance(error, smtplib.SMTPException)
 
 
+def _mail_options(envelope_from: str, recipient: str, data: bytes) -> tuple[str, ...]:
+    """("SMTPUTF8",) when an address or the header is not ASCII; smtplib raises
+    SMTPNotSupportedError for it when the relay does not offer the extension."""
+    header = data.partition(b"\r\n\r\n")[0]
+    if envelope_from.isascii() and recipient.isascii() and header.isascii():
+        return ()
+    return ("SMTPUTF8",)
+
+
 class SmtpRelay:
     def __init__(self, settings: RelaySettings) -> None:
         self.settings = settings
@@ -102,6 +115,11 @@ class SmtpRelay:
         with self._lock:
             try:
                 self._send(envelope_from, recipient, data)
+            except smtplib.SMTPNotSupportedError:
+                raise PermanentFailure(
+                    f"relay {settings.host}:{settings.port} does not offer SMTPUTF8, which this mail needs"
+                    " (a non-ASCII address)"
+                ) from None
             except smtplib.SMTPRecipientsRefused as error:
                 self._keep_if_usable()
                 code, text = next(iter(error.recipients.values()))
@@ -141,6 +159,7 @@ class SmtpRelay:
             client.close()
 
     def _send(self, envelope_from: str, recipient: str, data: bytes) -> None:
+        options = _mail_options(envelope_from, recipient, data)
         client = self._client
         if client is not None and (
             self._mails_on_client >= MAILS_PER_CONNECTION
@@ -153,7 +172,7 @@ class SmtpRelay:
             client.content_started = False
             self._mails_on_client += 1
             try:
-                client.sendmail(envelope_from, [recipient], data)
+                client.sendmail(envelope_from, [recipient], data, mail_options=options)
                 return
             except (smtplib.SMTPException, OSError) as error:
                 if not _gone_before_content(client, error):
@@ -162,7 +181,7 @@ class SmtpRelay:
                 self._discard()
         client = self._connect()
         self._mails_on_client += 1
-        client.sendmail(envelope_from, [recipient], data)
+        client.sendmail(envelope_from, [recipient], data, mail_options=options)
 
     def _connect(self) -> _Client:
         settings = self.settings

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import pytest
 from mailgate.app import App
 from mailgate.clock import FakeClock
 from mailgate.config import Config
-from mailgate.errors import TemporaryFailure
+from mailgate.errors import PermanentFailure, TemporaryFailure
 from mailgate.notify import relay as relay_module
 from mailgate.notify.relay import RelaySettings, SmtpRelay
 from mailgate.store import inbound, outbox, schema
@@ -317,3 +317,53 @@ def test_relay_restarted_between_mails_gets_the_next_one_on_a_new_connection(sin
     relay.close()  # a second close has nothing to end
     assert [m.message["Message-ID"] for m in sink.received] == [f"<r{n}@example.com>" for n in (1, 2, 3)]
     assert len({m.connection for m in sink.received}) == 3
+
+
+@pytest.fixture
+def utf8_sink() -> Iterator[SmtpSink]:
+    """A relay that offers SMTPUTF8 (RFC 6531)."""
+    relay = SmtpSink(smtputf8=True)
+    relay.start()
+    yield relay
+    relay.stop()
+
+
+def test_relay_sends_to_a_non_ascii_address_with_smtputf8(utf8_sink: SmtpSink) -> None:
+    """An internationalised address goes out with SMTPUTF8; ASCII mail on the same connection without."""
+    relay = SmtpRelay(RelaySettings("127.0.0.1", utf8_sink.port, timeout_seconds=10))
+    relay.send("b@example.com", "jäni@asiakas.example", tiny_mail(1))
+    relay.send("b@example.com", "c@customer.example", tiny_mail(2))
+    relay.close()
+    assert [m.rcpt_tos for m in utf8_sink.received] == [["jäni@asiakas.example"], ["c@customer.example"]]
+    assert len({m.connection for m in utf8_sink.received}) == 1
+
+
+def test_relay_without_smtputf8_refuses_a_non_ascii_address_for_good(sink: SmtpSink) -> None:
+    """A relay that cannot carry the address: a permanent failure naming why, and the connection serves on."""
+    relay = SmtpRelay(RelaySettings("127.0.0.1", sink.port, timeout_seconds=10))
+    relay.send("b@example.com", "c@customer.example", tiny_mail(1))
+    with pytest.raises(PermanentFailure, match="SMTPUTF8"):
+        relay.send("b@example.com", "jäni@asiakas.example", tiny_mail(2))
+    relay.send("b@example.com", "c@customer.example", tiny_mail(3))
+    relay.close()
+    assert [m.message["Message-ID"] for m in sink.received] == ["<r1@example.com>", "<r3@example.com>"]
+    assert len({m.connection for m in sink.received}) == 1
+
+
+async def test_outbox_marks_a_mail_the_relay_cannot_carry_failed_and_sends_the_rest(
+    desks: Desks, sink: SmtpSink
+) -> None:
+    """A customer with an internationalised address, behind a relay without SMTPUTF8: that
+    acknowledgement fails with the reason, the other customers' go out, the worker goes on."""
+    app = await desks.open()
+    raw = (
+        "From: Jäni <jäni@asiakas.example>\r\nTo: support@example.com\r\nSubject: moi\r\n"
+        "Message-ID: <eai-1@asiakas.example>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nTulostin ei toimi.\r\n"
+    ).encode()  # RFC 6532: the address in UTF-8, as an internationalised mail system sends it
+    await app.store.call(inbound.enqueue, raw, inbound.Envelope("test"), app.clock.now())
+    await file_mails(app, 2)
+    assert await app.outbox_worker.run_until_idle() == 3
+    states = {r.recipient: (r.state, r.last_error) for r in rows(app)}
+    state, reason = states["jäni@asiakas.example"]
+    assert state == "failed" and reason is not None and "SMTPUTF8" in reason
+    assert sorted(m.rcpt_tos[0] for m in sink.received) == ["c0@customer.example", "c1@customer.example"]

@@ -167,8 +167,9 @@ class _CountingController(Controller):
 
 
 class SmtpSink:
-    def __init__(self) -> None:
+    def __init__(self, *, smtputf8: bool = False) -> None:
         self.port = free_port()
+        self.smtputf8 = smtputf8
         self.recorder = _Recorder()
         self._controller: Controller | None = None
 
@@ -219,7 +220,9 @@ class SmtpSink:
             self.recorder.drops.append(_Drop(after=after, in_data=True, keep=keep))
 
     def start(self) -> None:
-        self._controller = _CountingController(self.recorder, hostname="127.0.0.1", port=self.port)
+        self._controller = _CountingController(
+            self.recorder, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=self.smtputf8
+        )
         self._controller.start()
 
     def stop(self) -> None:
