@@ -104,11 +104,11 @@ def _profile_units_of_work(app: App, profiler: cProfile.Profile) -> None:
     app.store.run = profiled_run  # type: ignore[method-assign]
     original_handle = app.worker._handle
 
-    def profiled_handle(item: Any) -> None:
+    def profiled_handle(item: Any, **options: Any) -> Any:
         profiler_active[0] = True
         profiler.enable()
         try:
-            original_handle(item)
+            return original_handle(item, **options)
         finally:
             profiler.disable()
             profiler_active[0] = False

@@ -140,55 +140,61 @@ class InboundWorker:
         return handled
 
     def _claim_and_handle_some(self, stop: asyncio.Event, limit: int) -> int:
+        """In a worker thread: claim and handle messages one by one. While more are to come in this
+        run, a message's filing transaction also claims the next one (one transaction per message
+        instead of two); a message claimed so is always handled, even once `stop` is set."""
         deadline = time.monotonic() + RUN_SECONDS
         handled = 0
+        claimed: inbound.InboundItem | None = None
         # Reading an asyncio.Event's flag from this thread is safe; it is only ever set on the loop.
-        while handled < limit and not stop.is_set() and self._claim_and_handle():
-            handled += 1
-            if time.monotonic() >= deadline:
+        while claimed is not None or (handled < limit and not stop.is_set()):
+            item = claimed or self._claim()
+            if item is None:
                 break
+            more = handled + 1 < limit and not stop.is_set() and time.monotonic() < deadline
+            with structlog.contextvars.bound_contextvars(inbound_id=item.id):
+                claimed = self._handle(item, claim_next=more)
+            handled += 1
         return handled
 
-    def _claim_and_handle(self) -> bool:
-        """In a worker thread: the claim's transaction, then the message's (one hop for both)."""
-        item = self.store.run_repeatable(
+    def _claim(self) -> inbound.InboundItem | None:
+        return self.store.run_repeatable(
             inbound.claim_next, self.settings.max_attempts, self.clock.now(), self.settings.owner
         )
-        if item is None:
-            return False
-        with structlog.contextvars.bound_contextvars(inbound_id=item.id):
-            self._handle(item)
-        return True
 
-    def _handle(self, item: inbound.InboundItem) -> None:
-        """Runs in a worker thread: parse, store blobs, file; any failure is kept with its reason."""
+    def _handle(self, item: inbound.InboundItem, *, claim_next: bool = False) -> inbound.InboundItem | None:
+        """Runs in a worker thread: parse, store blobs, file; any failure is kept with its reason.
+
+        claim_next: the filing transaction also claims the next queued message, returned here
+        (its attempt is counted in the same commit that finishes this one); None when there is
+        none, or the message took another way (failed, deferred, put back)."""
         started = time.perf_counter()
         try:
             parsed = parse_message(item.raw, self.settings.limits)
         except PermanentFailure as error:
             self._fail(item, f"rejected: {error}")
-            return
+            return None
         except Exception as error:  # One catch-all per unit of work: a parser bug must not stop the worker.
             log.exception("parse_crashed", error_type=type(error).__name__)
             self._fail(item, f"parser error: {type(error).__name__}: {error}"[:500])
-            return
+            return None
         with structlog.contextvars.bound_contextvars(message_id=parsed.message_id):
             if self._answers_mail_still_in_flight(item, parsed):
-                return
+                return None
             if self.metrics is not None and item.attempts == 1 and item.envelope.source in ("pipe", "imap"):
                 # Piped mail is queued by another process and the IMAP pollers keep no counter: count it here.
                 self.metrics.received.inc(item.envelope.source)
             try:
                 for attachment in parsed.attachments:
                     self.blobs.put(attachment.data)
-                outcome = self._file(item, parsed)
+                outcome, following = self._file(item, parsed, claim_next)
             except TemporaryFailure:
                 self._release(item)
                 raise
             except Exception as error:  # The message is kept as failed; the worker goes on.
                 log.exception("filing_crashed", error_type=type(error).__name__)
                 self._fail(item, f"internal error: {type(error).__name__}: {error}"[:500])
-                return
+                return None
             elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
             log.info(
                 "inbound_processed",
@@ -200,6 +206,7 @@ class InboundWorker:
             if self.metrics is not None:
                 self.metrics.processed.inc(item.envelope.source)
                 self.metrics.latency.observe(time.perf_counter() - started)
+        return following
 
     def _answers_mail_still_in_flight(self, item: inbound.InboundItem, parsed: ParsedMessage) -> bool:
         """Mail of one thread is filed in arrival order, also with several workers or instances: a
@@ -214,13 +221,15 @@ class InboundWorker:
         time.sleep(IN_FLIGHT_PAUSE_SECONDS)
         return True
 
-    def _file(self, item: inbound.InboundItem, parsed: ParsedMessage) -> FilingOutcome:
+    def _file(
+        self, item: inbound.InboundItem, parsed: ParsedMessage, claim_next: bool
+    ) -> tuple[FilingOutcome, inbound.InboundItem | None]:
         try:
-            return self.store.run_repeatable(self._file_in_session, item, parsed)
+            return self.store.run_repeatable(self._file_in_session, item, parsed, claim_next)
         except IntegrityError:
             # Another worker stored the same Message-ID between our look-up and our insert: run
             # again, and the duplicate check now sees it.
-            return self.store.run_repeatable(self._file_in_session, item, parsed)
+            return self.store.run_repeatable(self._file_in_session, item, parsed, claim_next)
 
     def _arrival(self, item: inbound.InboundItem, parsed: ParsedMessage) -> Arrival:
         """What the envelope and the raw bytes say beyond the parsed message: bounces, the null sender."""
@@ -240,7 +249,9 @@ class InboundWorker:
             raw=item.raw,
         )
 
-    def _file_in_session(self, session: Session, item: inbound.InboundItem, parsed: ParsedMessage) -> FilingOutcome:
+    def _file_in_session(
+        self, session: Session, item: inbound.InboundItem, parsed: ParsedMessage, claim_next: bool
+    ) -> tuple[FilingOutcome, inbound.InboundItem | None]:
         now = self.clock.now()
         outcome = file_message(
             session,
@@ -254,7 +265,10 @@ class InboundWorker:
         state = inbound.IGNORED if outcome.result == "ignored" else inbound.DONE
         error = outcome.note if state == inbound.IGNORED else None
         inbound.finish(session, item.id, state, now, error=error, ticket_number=outcome.ticket_number)
-        return outcome
+        following = None
+        if claim_next:
+            following = inbound.claim_next(session, self.settings.max_attempts, now, self.settings.owner)
+        return outcome, following
 
     def _fail(self, item: inbound.InboundItem, reason: str) -> None:
         log.warning("inbound_failed", reason=reason)
