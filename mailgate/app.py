@@ -43,7 +43,7 @@ from mailgate.signing_key import load_or_create_secret
 from mailgate.sla_tracking import SlaTracker
 from mailgate.store import inbound, outbox, schema
 from mailgate.store.blobs import BlobStore
-from mailgate.store.db import make_engine
+from mailgate.store.db import make_engine, stale_claim_cutoff
 from mailgate.store.transaction import Store
 from mailgate.ticket_actions import TicketActions
 from mailgate.triage import Triage
@@ -210,9 +210,8 @@ class App:
         # Our own claims from before a crash are ours to redo now; another instance's only once
         # they are older than the claim timeout. SQLite has one instance, so every claim is ours.
         owner = instance_name(config)
-        shared = self.store.engine.dialect.name == "postgresql"
-        timeout = timedelta(seconds=config.worker.claim_timeout_seconds) if shared else timedelta(0)
-        cutoff = self.clock.now() - timeout
+        timeout = timedelta(seconds=config.worker.claim_timeout_seconds)
+        cutoff = stale_claim_cutoff(self.store.engine, self.clock.now(), timeout)
         requeued = await self.store.call(inbound.requeue_stale, cutoff, owner)
         if requeued:
             log.warning("inbound_requeued_after_crash", count=requeued)

@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 
 from mailgate.child_process import APPLIED, READY, Reports, die_with_parent, read_settings, run_child
-from mailgate.clock import SystemClock
+from mailgate.clock import Clock, SystemClock
 from mailgate.logs import configure_logging
 from mailgate.metrics import Counter, Metrics
 from mailgate.notify.outbox_worker import OutboxSettings, OutboxWorker
@@ -31,7 +31,7 @@ from mailgate.notify.relay import RelaySettings, SmtpRelay
 from mailgate.notify.render import TemplateRenderer
 from mailgate.store import outbox
 from mailgate.store.blobs import BlobStore
-from mailgate.store.db import make_engine
+from mailgate.store.db import make_engine, stale_claim_cutoff
 from mailgate.store.transaction import Store
 
 log = structlog.get_logger("mailgate.notify.outbox_process")
@@ -99,6 +99,16 @@ def _apply(worker: OutboxWorker, settings: OutboxProcessSettings) -> None:
     worker.settings = settings.outbox
 
 
+async def requeue_own_claims(store: Store, clock: Clock, settings: OutboxSettings) -> int:
+    """Rows this instance's outbox claimed before (a crashed predecessor of this process) go again;
+    another instance's rows it is sending now on a shared database are left to it."""
+    cutoff = stale_claim_cutoff(store.engine, clock.now(), settings.claim_timeout)
+    resend = await store.call(outbox.requeue_stale, cutoff, settings.owner)
+    if resend:
+        log.warning("outbox_requeued_after_crash", count=resend, note="sent again with the same Message-ID")
+    return resend
+
+
 async def serve(reports: Reports) -> int:
     """Read the settings, send until SIGTERM or the daemon's end of file; returns the exit status."""
     loop = asyncio.get_running_loop()
@@ -110,10 +120,7 @@ async def serve(reports: Reports) -> int:
     timeout = settings.busy_timeout_seconds
     store = Store(make_engine(settings.database_url, timeout), timeout)
     clock = SystemClock()
-    # Rows this instance's outbox claimed before (a crashed predecessor of this process) go again.
-    resend = await store.call(outbox.requeue_stale, clock.now(), settings.outbox.owner)
-    if resend:
-        log.warning("outbox_requeued_after_crash", count=resend, note="sent again with the same Message-ID")
+    await requeue_own_claims(store, clock, settings.outbox)
     worker = OutboxWorker(
         store,
         SmtpRelay(settings.relay),

@@ -7,6 +7,7 @@ of work begin deferred.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,14 @@ def normalise_url(url: str) -> str:
     if url.startswith("postgresql://"):
         return "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return url
+
+
+def stale_claim_cutoff(engine: Engine, now: datetime, claim_timeout: timedelta) -> datetime:
+    """Claims made before this belong to a process that died. On PostgreSQL, which instances may
+    share, another instance's live claims are younger than `claim_timeout` (its own claims are
+    found by owner name instead); on SQLite, one instance with its data directory locked, every
+    claim left at a start is its own."""
+    return now - claim_timeout if engine.dialect.name == "postgresql" else now
 
 
 def make_engine(url: str, busy_timeout_seconds: float = 5.0) -> Engine:

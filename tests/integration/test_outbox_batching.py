@@ -22,6 +22,7 @@ from mailgate.clock import FakeClock
 from mailgate.config import Config
 from mailgate.errors import PermanentFailure, TemporaryFailure
 from mailgate.notify import relay as relay_module
+from mailgate.notify.outbox_process import requeue_own_claims
 from mailgate.notify.relay import RelaySettings, SmtpRelay
 from mailgate.store import inbound, outbox, schema
 from tests.conftest import make_config
@@ -234,6 +235,27 @@ async def test_two_instances_on_one_database_send_each_mail_once(desks: Desks, s
     assert sum(counts) == 30
     assert received_ids(sink) == Counter({r.message_id: 1 for r in rows(first)})
     assert all(r.state == "sent" and r.attempts == 1 for r in rows(first))
+
+
+async def test_a_restarted_outbox_process_takes_back_only_its_own_claims(desks: Desks, sink: SmtpSink) -> None:
+    """An outbox process restarting after a crash sends its own `sending` rows again; on a shared
+    PostgreSQL database the rows another live instance is sending right now stay that instance's
+    (taking them would send them twice). On SQLite one instance owns every claim."""
+    first = await desks.open(name="one")
+    second = await desks.open(name="two")
+    await file_mails(first, 4)
+    now = first.clock.now()
+    mine = first.store.run(outbox.claim_batch, now, 2, second.outbox_worker.settings.owner, now).items
+    theirs = first.store.run(outbox.claim_batch, now, 2, first.outbox_worker.settings.owner, now).items
+    assert len(mine) == len(theirs) == 2
+    advance(second, timedelta(seconds=1))  # the restart comes a moment after the claims
+    taken_back = await requeue_own_claims(second.store, second.clock, second.outbox_worker.settings)
+    states = {r.id: r.state for r in rows(first)}
+    assert all(states[item.id] == "queued" for item in mine)
+    if first.store.engine.dialect.name == "postgresql":
+        assert taken_back == 2 and all(states[item.id] == "sending" for item in theirs)
+    else:
+        assert taken_back == 4
 
 
 async def test_stop_finishes_the_batch_and_closes_the_connection(desks: Desks, sink: SmtpSink) -> None:
