@@ -271,6 +271,8 @@ def _run_instances(root: Path, sink: Sink, corpus: list[Mail], plan: Plan, optio
         checks = run["exactly_once"]
         log(f"  e2e {run['end_to_end']['per_second']} msg/s, exactly once: {checks['exactly_once']}, "
             f"duplicates {checks['duplicates']}, processed by instance {checks['inbound_processed_by']}")
+        if checks.get("kept_logs"):
+            log(f"  not exactly once: the daemons' logs are kept in {', '.join(checks['kept_logs'])}")
     section["scaling"] = scaling(section["runs"])
 
 

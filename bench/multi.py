@@ -160,6 +160,8 @@ def measure_cluster(cluster: Cluster, corpus: Sequence[Mail], connections: int, 
     pg_seconds = pg_filed - pg_before if pg_filed is not None and pg_before is not None else None
     elapsed = (filed_at or time.perf_counter()) - load.started
     checks = exactly_once(cluster, corpus, load, sink)
+    if not checks["exactly_once"]:
+        checks["kept_logs"] = keep_logs(cluster)
     return {
         "backend": "postgresql",
         "instances": len(cluster.members),
@@ -195,6 +197,18 @@ def measure_cluster(cluster: Cluster, corpus: Sequence[Mail], connections: int, 
         "per_instance": _per_instance(cluster, load, cpu_filed, checks),
         "exactly_once": checks,
     }
+
+
+def keep_logs(cluster: Cluster) -> list[str]:
+    """Copies of the daemons' logs, kept after the run's directory is removed: what happened to a
+    message or mail handled twice is in them."""
+    kept = Path(tempfile.mkdtemp(prefix="mailgate-bench-logs-"))
+    copies = []
+    for member in cluster.members:
+        copy = kept / f"instance{member.number}.log"
+        shutil.copyfile(member.daemon.log_path, copy)
+        copies.append(str(copy))
+    return copies
 
 
 def _per_instance(cluster: Cluster, load: LoadResult, cpu: list[float], checks: dict[str, Any]) -> list[dict[str, Any]]:
