@@ -75,3 +75,17 @@ def sink() -> Iterator[Any]:
     relay.start()
     yield relay
     relay.stop()
+
+
+@pytest.fixture
+async def idle_app(config_factory: Callable[..., Config]) -> AsyncIterator[Any]:
+    """An App whose worker the test drives itself (not started: nothing runs in the background)."""
+    import asyncio
+
+    from mailgate.app import App
+    from mailgate.store import schema
+
+    app = App(config_factory())
+    await asyncio.to_thread(schema.upgrade, app.store.engine)
+    yield app
+    app.store.dispose()

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
-import pytest
-
 from mailgate.app import App
-from mailgate.config import Config
-from mailgate.store import inbound, schema
+from mailgate.store import inbound
 from tests.integration.helpers import inbound_rows, ticket, tickets
 from tests.support.mailfactory import make_mail
 
 REQUEST_ID = "<request-1@customer.example>"
-
-
-@pytest.fixture
-async def idle_app(config_factory: Callable[..., Config]) -> AsyncIterator[App]:
-    """An App whose worker the test drives itself (not started: nothing runs in the background)."""
-    app = App(config_factory())
-    await asyncio.to_thread(schema.upgrade, app.store.engine)
-    yield app
-    app.store.dispose()
 
 
 def _queue_request_and_reply(app: App) -> None:
