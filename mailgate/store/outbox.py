@@ -213,8 +213,13 @@ def mark_contact_bouncing(session: Session, email: str, until: datetime, reason:
     )
 
 
+_BOUNCING_UNTIL = select(Contact.bouncing_until).where(Contact.email == bindparam("email"))
+
+
 def is_bouncing(session: Session, email: str, now: datetime) -> bool:
-    until = session.scalar(select(Contact.bouncing_until).where(Contact.email == email))
+    """Whether automatic mail to `email` is held after a permanent bounce (asked for every
+    customer mail the worker queues, so a prebuilt statement)."""
+    until = execute(session, _BOUNCING_UNTIL, {"email": email}).scalar()
     return until is not None and until > now
 
 
