@@ -5,10 +5,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
+from mailgate import worker as worker_module
 from mailgate.app import App
 from mailgate.store import inbound
 from tests.integration.helpers import inbound_rows, tickets
 from tests.support.mailfactory import make_mail
+
+
+@pytest.fixture(autouse=True)
+def runs_end_by_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run also ends after RUN_SECONDS, and the first message in a fresh process (imports,
+    templates, the first connection) may take that long; these tests count messages."""
+    monkeypatch.setattr(worker_module, "RUN_SECONDS", 60.0)
 
 
 def _queue(app: App, count: int) -> None:
