@@ -47,6 +47,9 @@ class OutboxSummary:
     sent_at: datetime | None
 
 
+_INSERT = insert(Outbox).returning(Outbox.id)
+
+
 def add(
     session: Session,
     *,
@@ -72,9 +75,6 @@ def add(
     }
     outbox_id: int = execute(session, _INSERT, values).scalar_one()
     return outbox_id
-
-
-_INSERT = insert(Outbox).returning(Outbox.id)
 
 
 def claim_due(session: Session, now: datetime, limit: int = 10, owner: str = "") -> list[OutboxItem]:
