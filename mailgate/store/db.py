@@ -7,6 +7,8 @@ of work begin deferred.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,27 @@ def make_engine(url: str, busy_timeout_seconds: float = 5.0) -> Engine:
     return engine
 
 
+def _use_wal(cursor: sqlite3.Cursor, busy_timeout_seconds: float) -> None:
+    """Put the database in WAL mode (a setting kept in the file, so usually there already).
+
+    Switching a new database's journal mode needs the file to itself, and SQLite answers
+    "database is locked" at once, without its busy handler, while another connection does the
+    same (several processes starting on a new database); so that is retried for the busy timeout.
+    """
+    deadline = time.monotonic() + busy_timeout_seconds
+    pause = 0.001
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+
 def _make_sqlite_engine(url: str, busy_timeout_seconds: float) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
@@ -71,7 +94,7 @@ def _make_sqlite_engine(url: str, busy_timeout_seconds: float) -> Engine:
         # Let SQLAlchemy, not the driver, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _use_wal(cursor, busy_timeout_seconds)
         # FULL: a commit is on disk before it returns, which is what a 250 reply promises.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
