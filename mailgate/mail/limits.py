@@ -139,6 +139,65 @@ def _after_last_break(raw: bytes, start: int, end: int) -> int:
     return last + 1 if last >= 0 else start
 
 
+# A line that starts with "--" (after CR or LF, as the feedparser reads lines): a delimiter
+# candidate. The literal comes first so that the engine skips to candidates quickly.
+_DASH_LINE = re.compile(rb"--(?<=[\r\n]--)([^\r\n]*+)")
+
+
+@dataclass(frozen=True)
+class _Delimiter:
+    start: int
+    end: int
+    boundary: bytes
+    closing: bool
+
+
+class _Delimiters:
+    """Finds delimiter lines of the open boundaries: "--", a boundary, "--" when it closes,
+    spaces or tabs, then the line's end (the feedparser's boundaryre).
+
+    Real mail has few lines starting with "--" besides its delimiters, so those lines are found
+    with one fixed pattern and compared with the boundaries: no pattern is built per message
+    (the regular-expression compiler costs about a millisecond per boundary). Past a few
+    lines that are no delimiter, over all searches (hostile mail has millions), one pattern of the open
+    boundaries searches the rest in C.
+    """
+
+    COMPARED_LINES = 32
+
+    def __init__(self, boundaries: frozenset[bytes]) -> None:
+        self.boundaries = boundaries
+        self._pattern: re.Pattern[bytes] | None = None
+        self._compared = 0  # lines compared so far, over all searches
+
+    def search(self, raw: bytes, pos: int, end: int) -> _Delimiter | None:
+        if self._pattern is None:
+            for line in _DASH_LINE.finditer(raw, pos, end):
+                text = line.group(1).rstrip(b" \t")
+                if text in self.boundaries:
+                    return _Delimiter(line.start(), line.end(), text, closing=False)
+                if text.endswith(b"--") and text[:-2] in self.boundaries:
+                    return _Delimiter(line.start(), line.end(), text[:-2], closing=True)
+                self._compared += 1
+                if self._compared >= self.COMPARED_LINES:
+                    pos = line.end()
+                    break
+            else:
+                return None
+        match = self._compiled().search(raw, pos, end)
+        if match is None:
+            return None
+        return _Delimiter(match.start(), match.end(), match.group(1), closing=match.group(2) is not None)
+
+    def _compiled(self) -> re.Pattern[bytes]:
+        if self._pattern is None:
+            alternatives = b"|".join(re.escape(b) for b in sorted(self.boundaries, key=len, reverse=True))
+            # Literal "--" first and the line-start check as a lookbehind: the engine skips to
+            # candidates quickly, and a delimiter may follow CR, LF or CRLF as in the feedparser.
+            self._pattern = re.compile(rb"--(?<=[\r\n]--)(" + alternatives + rb")(--)?[ \t]*+(?=[\r\n]|\Z)")
+        return self._pattern
+
+
 @dataclass
 class _OpenMultipart:
     boundary: bytes
@@ -160,7 +219,7 @@ class _MimeScan:
         self.parts = 0
         self.deepest = 0
         self.param_work = 0
-        self._patterns: dict[frozenset[bytes], re.Pattern[bytes]] = {}
+        self._delimiters: dict[frozenset[bytes], _Delimiters] = {}
 
     def scan_message(self, start: int, end: int, *, level: int = 0, reparse_epilogue: bool) -> None:
         """Scan the message in raw[start:end], whose top entity sits at `level`."""
@@ -171,10 +230,10 @@ class _MimeScan:
             match = self._next_delimiter(stack, pos, end)
             if match is None:
                 return
-            owner = self._owner(stack, match.group(1))
+            owner = self._owner(stack, match.boundary)
             del stack[owner + 1 :]
-            pos = _skip_line_break(self.raw, match.end(), end)
-            if match.group(2) is not None:
+            pos = _skip_line_break(self.raw, match.end, end)
+            if match.closing:
                 closed = stack.pop()
                 if not stack and reparse_epilogue and closed.boundary == root:
                     self._scan_epilogue(closed.boundary, pos, end)
@@ -189,11 +248,13 @@ class _MimeScan:
         """The feedparser swallows delimiter lines (even a close one) right after a delimiter.
 
         One regular-expression match consumes the whole run, so a flood of such lines costs
-        no Python-level loop.
+        no Python-level loop; it is built only when such a line is there (rare in real mail).
         """
         boundary = stack[-1].boundary
         if any(entry.boundary == boundary for entry in stack[:-1]):
             return pos  # an outer boundary's line ends the multipart instead
+        if not self.raw.startswith(b"--" + boundary, pos, end):
+            return pos
         run = re.compile(rb"(?:--" + re.escape(boundary) + rb"(?:--)?[ \t]*+(?:\r\n|\r|\n|\Z))*+")
         match = run.match(self.raw, pos, end)
         return match.end() if match else pos
@@ -233,14 +294,14 @@ class _MimeScan:
                 stack.append(_OpenMultipart(boundary, level, ctype == b"multipart/digest"))
             return body
 
-    def _header_block(self, pos: int, end: int, pattern: re.Pattern[bytes] | None) -> tuple[int, int]:
+    def _header_block(self, pos: int, end: int, pattern: _Delimiters | None) -> tuple[int, int]:
         match = _HEADER_LINES.match(self.raw, pos, end)
         header_end = match.end() if match else pos
         body = _skip_line_break(self.raw, header_end, end)
         if pattern is not None:
             delimiter = pattern.search(self.raw, pos, header_end)
             if delimiter is not None:
-                header_end = body = delimiter.start()
+                header_end = body = delimiter.start
         size = header_end - pos
         if size > self.limits.max_header_bytes:
             raise MessageRejected(
@@ -264,11 +325,11 @@ class _MimeScan:
             return ctype, None
         return ctype, _boundary(value.decode("ascii", "surrogateescape"))
 
-    def _scan_status_blocks(self, body: int, end: int, level: int, pattern: re.Pattern[bytes] | None) -> None:
+    def _scan_status_blocks(self, body: int, end: int, level: int, pattern: _Delimiters | None) -> None:
         """message/delivery-status: every blank line starts a new part, parsed as a message
         that ends at the next blank line (which may still hold a whole MIME tree)."""
         match = pattern.search(self.raw, body, end) if pattern else None
-        stop = match.start() if match else end
+        stop = match.start if match else end
         pos = body
         while True:
             blank = self._next_blank_line(pos, stop)
@@ -286,23 +347,19 @@ class _MimeScan:
         match = _BLANK_LINE_AFTER.search(self.raw, pos, stop)
         return match.end() if match else None
 
-    def _next_delimiter(self, stack: list[_OpenMultipart], pos: int, end: int) -> re.Match[bytes] | None:
-        pattern = self._delimiter_pattern(stack)
-        return pattern.search(self.raw, pos, end) if pattern else None
+    def _next_delimiter(self, stack: list[_OpenMultipart], pos: int, end: int) -> _Delimiter | None:
+        delimiters = self._delimiter_pattern(stack)
+        return delimiters.search(self.raw, pos, end) if delimiters else None
 
-    def _delimiter_pattern(self, stack: list[_OpenMultipart]) -> re.Pattern[bytes] | None:
-        """A search for a delimiter line of any open boundary (feedparser's boundaryre)."""
+    def _delimiter_pattern(self, stack: list[_OpenMultipart]) -> _Delimiters | None:
+        """The delimiter search for the open boundaries, one per set of them."""
         if not stack:
             return None
         key = frozenset(entry.boundary for entry in stack)
-        pattern = self._patterns.get(key)
-        if pattern is None:
-            alternatives = b"|".join(re.escape(b) for b in sorted(key, key=len, reverse=True))
-            # Literal "--" first and the line-start check as a lookbehind: the engine skips to
-            # candidates quickly, and a delimiter may follow CR, LF or CRLF as in the feedparser.
-            pattern = re.compile(rb"--(?<=[\r\n]--)(" + alternatives + rb")(--)?[ \t]*+(?=[\r\n]|\Z)")
-            self._patterns[key] = pattern
-        return pattern
+        delimiters = self._delimiters.get(key)
+        if delimiters is None:
+            delimiters = self._delimiters[key] = _Delimiters(key)
+        return delimiters
 
     @staticmethod
     def _owner(stack: list[_OpenMultipart], boundary: bytes) -> int:
