@@ -20,12 +20,13 @@ from typing import IO
 import structlog
 
 from mailgate import lifecycle, systemd_notify
-from mailgate.agent_mail import AgentDesk
 from mailgate.child_process import ChildProcess
 from mailgate.clock import Clock, SystemClock
 from mailgate.config import Config, load_config
 from mailgate.errors import ConfigError, MailgateError
-from mailgate.filing import FilingPolicy
+from mailgate.filing_process import FAILED as FILING_FAILED
+from mailgate.filing_process import FILED, LATENCY, PROCESSED, RECEIVED, FilingProcessSettings
+from mailgate.filing_process import WAKE as FILING_WAKE
 from mailgate.http_status import StatusSource, start_http_server
 from mailgate.ingest.acceptance_process import QUEUED, AcceptanceSettings
 from mailgate.ingest.group_commit import GroupCommitter
@@ -33,21 +34,25 @@ from mailgate.ingest.imap import start_pollers
 from mailgate.ingest.smtp import ConnectionLimiter, SmtpIngestHandler, bind_listener, start_smtp_server
 from mailgate.metrics import Metrics, install_log_processor, remove_log_processor
 from mailgate.notify.outbox_process import FAILED, SENT, WAKE, OutboxProcessSettings
-from mailgate.notify.outbox_worker import OutboxSettings, OutboxWorker
-from mailgate.notify.queueing import Notifier, NotifySettings
-from mailgate.notify.relay import RelaySettings, SmtpRelay
-from mailgate.notify.render import TemplateRenderer
-from mailgate.notify.templates_index import canned_texts
+from mailgate.notify.outbox_worker import OutboxWorker
+from mailgate.parts import (
+    build_inbound_worker,
+    build_outbox_worker,
+    build_store,
+    filing_parts,
+    filing_process_owner,
+    instance_name,
+    outbox_settings,
+    relay_settings,
+    use_filing_parts,
+)
 from mailgate.scheduler import SchedulerSettings, TimerScheduler
 from mailgate.signing_key import load_or_create_secret
-from mailgate.sla_tracking import SlaTracker
 from mailgate.store import inbound, outbox, schema
-from mailgate.store.blobs import BlobStore
-from mailgate.store.db import make_engine, stale_claim_cutoff
+from mailgate.store.db import stale_claim_cutoff
 from mailgate.store.transaction import Store
 from mailgate.ticket_actions import TicketActions
-from mailgate.triage import Triage
-from mailgate.worker import InboundWorker, WorkerSettings
+from mailgate.worker import InboundWorker
 
 log = structlog.get_logger("mailgate.app")
 
@@ -55,83 +60,8 @@ log = structlog.get_logger("mailgate.app")
 CHILD_RELOAD_SECONDS = 10.0
 
 
-def instance_name(config: Config) -> str:
-    """Who claims work: one process per data directory and host (the data_dir lock enforces it)."""
-    return f"{socket.gethostname()}:{config.storage.data_dir.resolve()}"[:300]
-
-
 class AlreadyRunning(MailgateError):
     """Another mailgate process holds this data directory."""
-
-
-def filing_policy(config: Config, secret: bytes) -> FilingPolicy:
-    return FilingPolicy(
-        subject_tag=config.helpdesk.subject_tag,
-        domain=config.helpdesk.domain,
-        mailboxes=config.mailboxes,
-        own_addresses=config.own_addresses,
-        agents=config.agent_addresses,
-        secret=secret,
-        bounce_block=timedelta(days=config.outgoing.bounce_block_days),
-        authserv_id=config.security.trusted_authserv_id,
-    )
-
-
-def build_notifier(config: Config, secret: bytes) -> Notifier:
-    return Notifier(
-        NotifySettings(
-            secret=secret,
-            domain=config.helpdesk.domain,
-            desk_name=config.helpdesk.name,
-            tag=config.helpdesk.subject_tag,
-            mailboxes=config.mailboxes,
-            agents=config.agents,
-            default_language=config.notify.default_language,
-            bounce_block=timedelta(days=config.outgoing.bounce_block_days),
-        )
-    )
-
-
-def build_actions(config: Config, secret: bytes) -> TicketActions:
-    return TicketActions(build_notifier(config, secret), SlaTracker(config.rules))
-
-
-def relay_settings(config: Config) -> RelaySettings:
-    outgoing = config.outgoing
-    return RelaySettings(
-        host=outgoing.relay_host,
-        port=outgoing.relay_port,
-        starttls=outgoing.starttls,
-        username=outgoing.username,
-        password=outgoing.password,
-        local_hostname=config.smtp.hostname,
-    )
-
-
-def outbox_settings(config: Config, secret: bytes) -> OutboxSettings:
-    outgoing = config.outgoing
-    return OutboxSettings(
-        secret=secret,
-        bounce_mailbox=outgoing.from_address,
-        loop_token=config.helpdesk.domain,
-        max_age=timedelta(hours=outgoing.max_age_hours),
-        max_automatic_per_minute=outgoing.max_automatic_per_minute,
-        owner=instance_name(config),
-        claim_timeout=timedelta(seconds=config.worker.claim_timeout_seconds),
-    )
-
-
-def build_outbox_worker(
-    config: Config, store: Store, blobs: BlobStore, clock: Clock, secret: bytes, metrics: Metrics | None = None
-) -> OutboxWorker:
-    relay = SmtpRelay(relay_settings(config))
-    renderer = TemplateRenderer(config.notify.templates_dir)
-    return OutboxWorker(store, relay, renderer, blobs, clock, outbox_settings(config, secret), metrics=metrics)
-
-
-def build_store(config: Config) -> Store:
-    timeout = config.storage.busy_timeout_seconds
-    return Store(make_engine(config.storage.database_url, timeout), timeout)
 
 
 @dataclass
@@ -152,6 +82,8 @@ class App:
     acceptance: ChildProcess | None = field(init=False, default=None)
     # [outgoing] separate_process: outgoing mail is sent by a child process this supervises.
     outbox_process: ChildProcess | None = field(init=False, default=None)
+    # [worker] processes = N: N - 1 filing processes beside this process's own worker.
+    filing_processes: list[ChildProcess] = field(init=False, default_factory=list)
     _listener: socket.socket | None = field(init=False, default=None)
     _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _server: asyncio.Server | None = field(init=False, default=None)
@@ -170,27 +102,20 @@ class App:
     def __post_init__(self) -> None:
         config = self.config
         self.store = build_store(config)
-        blobs = BlobStore(config.storage.blobs_dir)
         secret = self._secret = load_or_create_secret(config.security.secret_file)
-        settings = WorkerSettings(
-            policy=filing_policy(config, secret),
-            limits=config.limits,
-            max_attempts=config.worker.max_attempts,
+        self.worker, self.actions = build_inbound_worker(
+            config,
+            self.store,
+            self.clock,
+            secret,
             owner=instance_name(config),
-            claim_timeout=timedelta(seconds=config.worker.claim_timeout_seconds),
-        )
-        self.outbox_worker = build_outbox_worker(config, self.store, blobs, self.clock, secret, self.metrics)
-        self.actions = build_actions(config, secret)
-        self.scheduler = TimerScheduler(self.store, self.clock, self.actions, SchedulerSettings(rules=config.rules))
-        triage = Triage(rules=config.rules, agents=config.agents, actions=self.actions)
-        agent_desk = AgentDesk(
-            actions=self.actions, agents=config.agents, canned=canned_texts(config.notify.templates_dir),
-            own_addresses=config.own_addresses,
-        )
-        self.worker = InboundWorker(
-            self.store, blobs, self.clock, settings, triage, on_filed=self._after_filing, agent_desk=agent_desk,
+            on_filed=self._after_filing,
             metrics=self.metrics,
         )
+        self.outbox_worker = build_outbox_worker(
+            config, self.store, self.worker.blobs, self.clock, secret, self.metrics
+        )
+        self.scheduler = TimerScheduler(self.store, self.clock, self.actions, SchedulerSettings(rules=config.rules))
         self._limiter = ConnectionLimiter(config.smtp.max_connections, config.smtp.max_connections_per_ip)
 
     def _after_filing(self) -> None:
@@ -212,7 +137,9 @@ class App:
         owner = instance_name(config)
         timeout = timedelta(seconds=config.worker.claim_timeout_seconds)
         cutoff = stale_claim_cutoff(self.store.engine, self.clock.now(), timeout)
-        requeued = await self.store.call(inbound.requeue_stale, cutoff, owner)
+        requeued = 0
+        for claimer in [owner, *self._filing_owners()]:
+            requeued += await self.store.call(inbound.requeue_stale, cutoff, claimer)
         if requeued:
             log.warning("inbound_requeued_after_crash", count=requeued)
         resend = await self.store.call(outbox.requeue_stale, cutoff, owner)
@@ -222,6 +149,7 @@ class App:
         host, port = await self._start_smtp()
         await self._start_http()
         self._tasks.append(asyncio.create_task(self.worker.run(self._stop), name="inbound-worker"))
+        await self._start_filing_processes()
         await self._start_outbox()
         self._tasks.append(asyncio.create_task(self.scheduler.run(self._stop), name="timer-scheduler"))
         # IMAP import starts only once SMTP is up: a broken IMAP account must not delay mail intake.
@@ -231,7 +159,7 @@ class App:
             self.clock,
             mailboxes=config.mailboxes,
             max_message_bytes=config.smtp.max_message_bytes,
-            on_committed=self.worker.notify,
+            on_committed=self._wake_filing,
             stop=self._stop,
         )
         log.info(
@@ -240,6 +168,7 @@ class App:
             lmtp=config.smtp.lmtp,
             acceptance="own process" if self.acceptance is not None else "daemon's loop",
             outbox="own process" if self.outbox_process is not None else "daemon's loop",
+            filing_processes=1 + len(self.filing_processes),
             database=self.store.engine.dialect.name,
             http="{}:{}".format(*self.http_address) if self.http_address else None,
         )
@@ -264,6 +193,42 @@ class App:
         )
         await self.acceptance.start()
         return host, port
+
+    def _filing_owners(self) -> list[str]:
+        instance = instance_name(self.config)
+        return [filing_process_owner(instance, index) for index in range(1, self.config.worker.processes)]
+
+    def _filing_process_settings(self, owner: str) -> bytes:
+        return FilingProcessSettings(config=self.config, owner=owner).to_json()
+
+    async def _start_filing_processes(self) -> None:
+        """[worker] processes > 1: filing processes beside this process's worker, started together."""
+        for index, owner in enumerate(self._filing_owners(), start=1):
+            settings = self._filing_process_settings(owner)
+            child = ChildProcess(f"filing-{index}", "mailgate.filing_process", settings, self._on_filing_report)
+            self.filing_processes.append(child)
+        await asyncio.gather(*(child.start() for child in self.filing_processes))
+
+    def _on_filing_report(self, kind: bytes, rest: bytes) -> None:
+        if kind == FILED:
+            self._after_filing()
+            return
+        if kind == LATENCY:
+            try:
+                self.metrics.latency.observe(float(rest))
+            except ValueError:
+                log.warning("filing_report_unreadable", line=(kind + b" " + rest).decode("ascii", "replace"))
+            return
+        metrics = self.metrics
+        counters = {RECEIVED: metrics.received, PROCESSED: metrics.processed, FILING_FAILED: metrics.failed}
+        if kind in counters:
+            counters[kind].inc(rest.decode("ascii", "replace"))
+
+    def _wake_filing(self) -> None:
+        """Mail was queued: wake every worker; the first to claim it files it."""
+        self.worker.notify()
+        for child in self.filing_processes:
+            child.send(FILING_WAKE)
 
     async def _start_outbox(self) -> None:
         """Outgoing mail from the outbox process (or a task on this loop)."""
@@ -334,7 +299,7 @@ class App:
     def _on_queued(self, source: str) -> None:
         """A message was committed to the inbound queue and is about to get its 250."""
         self.metrics.received.inc(source)
-        self.worker.notify()
+        self._wake_filing()
 
     async def _start_http(self) -> None:
         """The /healthz and /metrics listener, when [http] listen is configured."""
@@ -417,10 +382,11 @@ class App:
             if cut:
                 log.warning("smtp_sessions_cut", count=cut, note="no 250 was given for their current mail")
         self._stop.set()
-        outbox_clean = True
-        if self.outbox_process is not None:
-            # It finishes the batch it is sending, within what is left of the bound.
-            outbox_clean = await self.outbox_process.stop(deadline - loop.time())
+        # Each filing process finishes its message, the outbox process the batch it is sending,
+        # within what is left of the bound.
+        children = [*self.filing_processes, *([self.outbox_process] if self.outbox_process else [])]
+        stopped = await asyncio.gather(*(child.stop(deadline - loop.time()) for child in children))
+        outbox_clean = all(stopped)
         for server in (self._server, self._http_server):
             if server is not None:
                 server.close()
@@ -467,7 +433,7 @@ class App:
                 new = await asyncio.to_thread(load_config, self.config_path)
                 self.reload(new)
                 # READY=1 means the new configuration is in force, in the helper processes too.
-                for child in (self.acceptance, self.outbox_process):
+                for child in (self.acceptance, self.outbox_process, *self.filing_processes):
                     if child is not None:
                         await child.applied(CHILD_RELOAD_SECONDS)
             except ConfigError as error:
@@ -488,23 +454,9 @@ class App:
         pending = lifecycle.needs_restart(self.config, new)
         config = lifecycle.effective_config(self.config, new)
         secret = self._secret
-        worker_settings = replace(
-            self.worker.settings,
-            policy=filing_policy(config, secret),
-            limits=config.limits,
-            max_attempts=config.worker.max_attempts,
-            claim_timeout=timedelta(seconds=config.worker.claim_timeout_seconds),
-        )
-        notifier, tracker = build_notifier(config, secret), SlaTracker(config.rules)
-        triage = Triage(rules=config.rules, agents=config.agents, actions=self.actions)
+        parts = filing_parts(config, secret, self.actions, self.worker.settings.owner)
         fresh = build_outbox_worker(config, self.store, self.outbox_worker.blobs, self.clock, secret)
-        desk = self.worker.agent_desk
-        if desk is not None:
-            canned = canned_texts(config.notify.templates_dir)
-            desk = replace(desk, agents=config.agents, canned=canned, own_addresses=config.own_addresses)
-        # Plain attribute swaps: a message in flight finishes with the parts it already holds.
-        self.actions.notifier, self.actions.tracker = notifier, tracker
-        self.worker.settings, self.worker.triage, self.worker.agent_desk = worker_settings, triage, desk
+        use_filing_parts(self.worker, self.actions, parts)
         self.scheduler.settings = replace(self.scheduler.settings, rules=config.rules)
         self.outbox_worker.relay, self.outbox_worker.renderer = fresh.relay, fresh.renderer
         self.outbox_worker.settings = fresh.settings
@@ -516,6 +468,8 @@ class App:
         if self.acceptance is not None:
             # Only the mailboxes take effect in the running child; [smtp] waits for a restart.
             self.acceptance.update_settings(self._acceptance_settings().to_json())
+        for child, owner in zip(self.filing_processes, self._filing_owners(), strict=True):
+            child.update_settings(self._filing_process_settings(owner))
         log.info(
             "config_reloaded",
             mailboxes=[m.address for m in config.mailboxes],

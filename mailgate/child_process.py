@@ -25,6 +25,8 @@ from typing import IO, Any
 
 import structlog
 
+from mailgate.metrics import Counter, Histogram
+
 log = structlog.get_logger("mailgate.child_process")
 
 READY = b"ready"
@@ -206,3 +208,29 @@ class Reports:
         except OSError:
             # The daemon is gone; end of file on stdin stops this process.
             self.broken = True
+
+
+class ReportedCounter(Counter):
+    """A child's counter whose every increment is also told to the daemon, which serves /metrics."""
+
+    def __init__(self, template: Counter, reports: Reports, kind: bytes) -> None:
+        super().__init__(template.name, template.help, template.label_names)
+        self.reports = reports
+        self.report_kind = kind
+
+    def inc(self, *label_values: str, amount: float = 1.0) -> None:
+        super().inc(*label_values, amount=amount)
+        self.reports.send(self.report_kind, *(value.encode() for value in label_values))
+
+
+class ReportedHistogram(Histogram):
+    """A child's histogram whose every observation is told to the daemon as `KIND VALUE`."""
+
+    def __init__(self, template: Histogram, reports: Reports, kind: bytes) -> None:
+        super().__init__(template.name, template.help, template.buckets)
+        self.reports = reports
+        self.report_kind = kind
+
+    def observe(self, value: float) -> None:
+        super().observe(value)
+        self.reports.send(self.report_kind, repr(value).encode())

@@ -257,7 +257,7 @@ def _safe_url(url: str) -> str:
 
 
 def _open_store(config: Config) -> Store:
-    from mailgate.app import build_store
+    from mailgate.parts import build_store
     from mailgate.store import schema
 
     store = build_store(config)
@@ -267,7 +267,7 @@ def _open_store(config: Config) -> Store:
 
 
 def _cmd_db(config: Config, _args: argparse.Namespace) -> int:
-    from mailgate.app import build_store
+    from mailgate.parts import build_store
     from mailgate.store import schema
 
     config.storage.data_dir.mkdir(parents=True, exist_ok=True)
@@ -304,8 +304,8 @@ def _cmd_tickets(config: Config, args: argparse.Namespace) -> int:
 def _set_ticket(config: Config, store: Store, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from mailgate.app import build_actions
     from mailgate.domain.ticket import Priority, TicketStatus
+    from mailgate.parts import build_actions
     from mailgate.signing_key import load_or_create_secret
 
     if not (args.status or args.priority or args.assign):

@@ -93,10 +93,21 @@ class SecurityConfig:
     trusted_authserv_id: str | None = None
 
 
+# More filing processes than this only queue up for the one SQLite writer or PostgreSQL's locks.
+MAX_FILING_PROCESSES = 16
+
+
+def _process_count(value: Any) -> int | None:
+    count = _positive(value)
+    return count if count is not None and count <= MAX_FILING_PROCESSES else None
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     max_attempts: int = 3
     claim_timeout_seconds: float = 300.0
+    # Processes filing mail: the daemon's own worker, and processes - 1 filing processes beside it.
+    processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -442,6 +453,7 @@ def build_config(data: dict[str, Any], base: Path) -> Config:
         claim_timeout_seconds=worker_table.convert(
             "claim_timeout_seconds", 300.0, "a positive number of seconds", _positive_number
         ),
+        processes=worker_table.convert("processes", 1, f"an integer from 1 to {MAX_FILING_PROCESSES}", _process_count),
     )
     worker_table.finish()
     logging_table = root.table("logging")

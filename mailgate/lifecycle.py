@@ -24,13 +24,16 @@ def needs_restart(old: Config, new: Config) -> list[str]:
     # A poller with `queue` set took that queue's mailbox address as its envelope at start.
     if "imap" not in changed and old.mailboxes != new.mailboxes and any(a.queue for a in old.imap):
         changed.append("imap")
+    # The number of filing processes is fixed at start; the rest of [worker] reloads.
+    if old.worker.processes != new.worker.processes:
+        changed.append("worker.processes")
     return changed
 
 
 def effective_config(old: Config, new: Config) -> Config:
     """What is in force after a reload: the new file, except the restart-only sections, which stay."""
     kept = {name: getattr(old, name) for name in RESTART_ONLY}
-    return replace(new, **kept)
+    return replace(new, worker=replace(new.worker, processes=old.worker.processes), **kept)
 
 
 async def drain_sessions(limiter: ConnectionLimiter, timeout: float) -> int:

@@ -31,7 +31,7 @@ from mailgate.metrics import Metrics
 from mailgate.store import inbound
 from mailgate.store.blobs import BlobStore
 from mailgate.store.transaction import Store
-from mailgate.threading import candidate_message_ids
+from mailgate.threading import candidate_message_ids, find_subject_tag
 from mailgate.triage import Triage
 from mailgate.waiting import wait_first
 
@@ -41,7 +41,9 @@ log = structlog.get_logger("mailgate.worker")
 # before the loop hears of them (the outbox is woken, the scheduler looks again).
 RUN_MESSAGES = 16
 RUN_SECONDS = 0.1
-# A reply whose request may still be in another worker's hands is tried again after this pause.
+# A reply waits this long for older mail in other workers' hands (filing takes milliseconds),
+# then goes back to the queue and is tried again after the pause.
+IN_FLIGHT_WAIT_SECONDS = 0.2
 IN_FLIGHT_PAUSE_SECONDS = 0.02
 
 
@@ -209,17 +211,36 @@ class InboundWorker:
         return following
 
     def _answers_mail_still_in_flight(self, item: inbound.InboundItem, parsed: ParsedMessage) -> bool:
-        """Mail of one thread is filed in arrival order, also with several workers or instances: a
-        reply naming no stored message while an older message is still queued or being filed (its
-        request, perhaps) goes back to the queue for a moment. True when it was put back."""
-        parents = candidate_message_ids(parsed.in_reply_to, parsed.references)
-        alive_since = self.clock.now() - self.settings.claim_timeout
-        if not parents or not self.store.read(inbound.older_mail_in_flight, item.id, parents, alive_since):
+        """Mail of one thread is filed in arrival order, also with several workers or instances.
+
+        A mail that may belong to an existing thread (it names a parent message, carries our
+        subject tag or is addressed to a tagged address of ours: replies, agents' mail, bounces)
+        waits while an older message is still queued or being filed by a live worker: that one
+        may be its request, or an earlier reply in its thread. New requests never wait. Past
+        IN_FLIGHT_WAIT_SECONDS it goes back to the queue for a moment. True when it was put back."""
+        if not self._may_join_a_thread(item, parsed):
             return False
-        log.info("inbound_deferred", reason="an older message it may answer is still being filed")
+        deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
+        pause = 0.0005
+        while True:
+            alive_since = self.clock.now() - self.settings.claim_timeout
+            if not self.store.read(inbound.older_mail_in_flight, item.id, alive_since):
+                return False
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(pause)
+            pause = min(pause * 2, 0.005)
+        log.info("inbound_deferred", reason="an older message of its thread may still be being filed")
         self.store.run_repeatable(inbound.release, item.id)
         time.sleep(IN_FLIGHT_PAUSE_SECONDS)
         return True
+
+    def _may_join_a_thread(self, item: inbound.InboundItem, parsed: ParsedMessage) -> bool:
+        if candidate_message_ids(parsed.in_reply_to, parsed.references):
+            return True
+        if find_subject_tag(parsed.subject, self.settings.policy.subject_tag) is not None:
+            return True
+        return any("+" in recipient.partition("@")[0] for recipient in item.envelope.rcpt_tos)
 
     def _file(
         self, item: inbound.InboundItem, parsed: ParsedMessage, claim_next: bool

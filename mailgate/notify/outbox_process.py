@@ -22,10 +22,18 @@ from typing import Any
 
 import structlog
 
-from mailgate.child_process import APPLIED, READY, Reports, die_with_parent, read_settings, run_child
+from mailgate.child_process import (
+    APPLIED,
+    READY,
+    ReportedCounter,
+    Reports,
+    die_with_parent,
+    read_settings,
+    run_child,
+)
 from mailgate.clock import Clock, SystemClock
 from mailgate.logs import configure_logging
-from mailgate.metrics import Counter, Metrics
+from mailgate.metrics import Metrics
 from mailgate.notify.outbox_worker import OutboxSettings, OutboxWorker
 from mailgate.notify.relay import RelaySettings, SmtpRelay
 from mailgate.notify.render import TemplateRenderer
@@ -72,23 +80,10 @@ class OutboxProcessSettings:
         return cls(relay=RelaySettings(**data.pop("relay")), outbox=OutboxSettings(**outbox_data), **data)
 
 
-class _ReportedCounter(Counter):
-    """A counter whose every increment is also told to the daemon, which serves /metrics."""
-
-    def __init__(self, template: Counter, reports: Reports, kind: bytes) -> None:
-        super().__init__(template.name, template.help, template.label_names)
-        self.reports = reports
-        self.report_kind = kind
-
-    def inc(self, *label_values: str, amount: float = 1.0) -> None:
-        super().inc(*label_values, amount=amount)
-        self.reports.send(self.report_kind, *(value.encode() for value in label_values))
-
-
 def _reporting_metrics(reports: Reports) -> Metrics:
     metrics = Metrics()
-    metrics.outbox_sent = _ReportedCounter(metrics.outbox_sent, reports, SENT)
-    metrics.outbox_failures = _ReportedCounter(metrics.outbox_failures, reports, FAILED)
+    metrics.outbox_sent = ReportedCounter(metrics.outbox_sent, reports, SENT)
+    metrics.outbox_failures = ReportedCounter(metrics.outbox_failures, reports, FAILED)
     return metrics
 
 

@@ -121,6 +121,10 @@ class Condition:
             raise ValueError(f"unknown field {self.field!r}")
         object.__setattr__(self, "_test", _compile(Operator(self.operator), self.value))
 
+    def __reduce__(self) -> tuple[type[Condition], tuple[str, Operator, str | tuple[str, ...], bool]]:
+        """Pickled as what it was made from (the filing processes get the rules so); the test is compiled again."""
+        return (Condition, (self.field, self.operator, self.value, self.negate))
+
     def holds(self, facts: MessageFacts) -> bool:
         found = any(self._test(value) for value in facts.values(self.field))
         return found != self.negate

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from mailgate.store.core import execute
-from mailgate.store.models import Inbound, Message
+from mailgate.store.models import Inbound
 
 QUEUED, PROCESSING, DONE, FAILED, IGNORED = "queued", "processing", "done", "failed", "ignored"
 
@@ -104,7 +104,6 @@ _CLAIM = (
 )
 
 
-_STORED_PARENT = select(Message.id).where(Message.message_id.in_(bindparam("parents", expanding=True))).limit(1)
 _OLDER_IN_FLIGHT = (
     select(Inbound.id)
     .where(
@@ -115,12 +114,9 @@ _OLDER_IN_FLIGHT = (
 )
 
 
-def older_mail_in_flight(session: Session, inbound_id: int, parents: tuple[str, ...], alive_since: datetime) -> bool:
-    """True when none of the Message-IDs a mail answers is stored yet and an older message is still
-    queued or being filed (by a worker that claimed it after `alive_since`, so not a dead one's):
-    filing the answer now could open a ticket its request is about to open."""
-    if execute(session, _STORED_PARENT, {"parents": list(parents[:100])}).first() is not None:
-        return False
+def older_mail_in_flight(session: Session, inbound_id: int, alive_since: datetime) -> bool:
+    """True while a message older than `inbound_id` is still queued or being filed (by a worker
+    that claimed it after `alive_since`, so not a dead one's): it may belong to the same thread."""
     older = execute(session, _OLDER_IN_FLIGHT, {"inbound_id": inbound_id, "alive_since": alive_since}).first()
     return older is not None
 

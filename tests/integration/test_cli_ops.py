@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from mailgate.app import build_store
 from mailgate.config import load_config
 from mailgate.domain.ticket import Priority
+from mailgate.parts import build_store
 from mailgate.store import tickets
 from tests.support.cli import mailgate, process_queue
 from tests.support.daemon import write_config

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from mailgate.app import build_store
 from mailgate.config import load_config
 from mailgate.domain.ticket import Priority
+from mailgate.parts import build_store
 from mailgate.report_render import render
 from mailgate.reporting import Report, build_report
 from mailgate.store import inbound, reports, schema, tickets

@@ -74,3 +74,23 @@ def test_example_file_is_valid(tmp_path: Path) -> None:
     example = Path(__file__).parents[2] / "config" / "mailgate.example.toml"
     config = load_config(example)
     assert config.smtp.port == 2525
+
+
+def test_the_example_configuration_travels_pickled_to_the_filing_processes() -> None:
+    """Every part of a full configuration pickles and comes back equal (rules compiled again)."""
+    import pickle
+
+    from mailgate.toml_tables import read_toml_file
+
+    data, base = read_toml_file(Path(__file__).resolve().parents[2] / "config" / "mailgate.example.toml")
+    data["rules"] = [
+        {
+            "name": f"rule {operator}",
+            "conditions": [{"field": "subject", "op": operator, "value": value}],
+            "actions": [{"set_priority": "high"}],
+        }
+        for operator, value in [("contains", "outage"), ("contains_any", ["a", "b"]), ("equals", "x"), ("matches", "y+")]
+    ]
+    config = build_config(data, base)
+    assert len(config.rules.rules) == 4
+    assert pickle.loads(pickle.dumps(config)) == config

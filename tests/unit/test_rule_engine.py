@@ -196,3 +196,22 @@ def test_facts_from_a_parsed_message() -> None:
     result = MessageFacts.from_parsed(parsed, "support", Priority.MEDIUM, is_reply=False)
     assert result.sender is None and not result.has_attachment
     assert result.to == ("support@example.com",) and result.values("header:X-FOO") == ("1",)
+
+
+def test_conditions_pickle_as_what_they_were_made_from() -> None:
+    """The filing processes get the rules pickled: each condition still tests the same way."""
+    import pickle
+
+    from mailgate.rules.engine import Condition, Operator
+
+    for operator, value in [
+        (Operator.CONTAINS, "outage"),
+        (Operator.CONTAINS_ANY, ("data loss", "down")),
+        (Operator.EQUALS, "Support"),
+        (Operator.MATCHES, r"\binvoice\s+\d+"),
+    ]:
+        condition = Condition("subject", operator, value, negate=operator is Operator.EQUALS)
+        copy = pickle.loads(pickle.dumps(condition))
+        assert copy == condition
+        for text in ("Network OUTAGE today", "we have data loss", "support", "Invoice 42", "nothing"):
+            assert copy._test(text) == condition._test(text), (operator, text)
