@@ -85,6 +85,41 @@ def test_sigkill_of_the_acceptance_process_loses_and_duplicates_nothing(tmp_path
         daemon.stop()
 
 
+@pytest.mark.slow
+def test_sigkill_of_a_filing_process_loses_and_duplicates_nothing(tmp_path: Path, db_url: str) -> None:
+    """A filing process killed twice under load: the daemon restarts it, its successor takes back
+    the message it held, and every mail is filed exactly once."""
+    port = free_port()
+    extra = "[worker]\nprocesses = 2\n"
+    config_path = write_config(
+        tmp_path / "mailgate.toml", data_dir=tmp_path / "data", db_url=db_url, port=port, extra=extra
+    )
+    daemon = Daemon(config_path, port)
+    daemon.start()
+    client = RetryingClient(port)
+    client.start()
+    store = Store(make_engine(load_config(config_path).storage.database_url))
+    try:
+        for kill_after in (40, 120):
+            wait_until(lambda n=kill_after: len(client.accepted) >= n, 120)
+            victim = child_pid(daemon, b"mailgate.filing_process")
+            os.kill(victim, signal.SIGKILL)
+            wait_until(lambda v=victim: child_pid(daemon, b"mailgate.filing_process") != v, 30)
+        client.join(timeout=240)
+        assert client.error is None, client.error
+        assert client.accepted == list(range(TOTAL))
+        wait_until(lambda: store.run(inbound.count_by_state).keys() <= {"done"}, 120)
+        tickets = store.run(views.list_tickets)
+        assert sorted(t.subject for t in tickets) == sorted(f"crash test {i}" for i in range(TOTAL))
+        assert all(t.message_count == 1 for t in tickets)
+        assert daemon.process is not None and daemon.process.poll() is None, "the daemon itself kept running"
+        assert daemon.log_path.read_text().count("child_process_exited") == 2
+        assert daemon.stop() == 0
+    finally:
+        store.dispose()
+        daemon.stop()
+
+
 def test_the_helper_processes_follow_the_daemon(tmp_path: Path) -> None:
     """SIGKILL of the daemon: its outbox process is killed with it (the next daemon resends what it
     held); its acceptance process sees the pipe close, stops and frees the port."""

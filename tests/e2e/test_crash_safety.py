@@ -63,10 +63,17 @@ def wait_until(predicate: object, timeout: float) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_during_a_200_mail_send_loses_and_duplicates_nothing(tmp_path: Path, db_url: str) -> None:
-    """Two SIGKILLs mid-send; after restart every mail that got 250 is in exactly one ticket, exactly once."""
+@pytest.mark.parametrize("processes", [1, 3], ids=["daemon-files", "three-filing-processes"])
+def test_sigkill_during_a_200_mail_send_loses_and_duplicates_nothing(
+    tmp_path: Path, db_url: str, processes: int
+) -> None:
+    """Two SIGKILLs mid-send; after restart every mail that got 250 is in exactly one ticket, exactly once
+    (with filing processes too: they die with the daemon, and its next start takes back their claims)."""
     port = free_port()
-    config_path = write_config(tmp_path / "mailgate.toml", data_dir=tmp_path / "data", db_url=db_url, port=port)
+    extra = f"[worker]\nprocesses = {processes}\n"
+    config_path = write_config(
+        tmp_path / "mailgate.toml", data_dir=tmp_path / "data", db_url=db_url, port=port, extra=extra
+    )
     daemon = Daemon(config_path, port)
     daemon.start()
     client = RetryingClient(port)
