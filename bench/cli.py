@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=50.0, help="messages/s during --soak (default 50)")
     parser.add_argument("--soak-connections", type=int, default=8, help="paced connections during --soak (default 8)")
     parser.add_argument("--peer", choices=["roundup"], help="also run Roundup's mail gateway on the corpus")
+    parser.add_argument("--processes", type=int, help="[worker] processes of each daemon (default: its default)")
     parser.add_argument("--idle-trials", type=int, default=20)
     parser.add_argument("--deliver-runs", type=int, default=20)
     parser.add_argument("--load-timeout", type=float, default=600.0, help="seconds one load may take at most")
@@ -261,7 +262,7 @@ def _run_instances(root: Path, sink: Sink, corpus: list[Mail], plan: Plan, optio
         log(f"postgresql: {len(mails)} mails to {count} daemon(s) sharing one database, "
             f"{plan.instance_connections} connection(s) in all")
         try:
-            with running_cluster(root, sink, count, log) as cluster:
+            with running_cluster(root, sink, count, log, options.processes) as cluster:
                 run = measure_cluster(cluster, mails, plan.instance_connections, sink, options.load_timeout)
         except (DaemonDied, RuntimeError, TimeoutError, OSError, psycopg.Error) as error:
             log(f"  {count} daemon(s): the run failed: {error}")
@@ -318,7 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.py_spy:
         profile_dir = args.profile_dir or Path(tempfile.mkdtemp(prefix="mailgate-bench-profiles-"))
     profile_dir.mkdir(parents=True, exist_ok=True)
-    options = Options(args.seed, args.load_timeout, args.idle_trials, args.deliver_runs, args.py_spy, profile_dir, log)
+    options = Options(
+        args.seed, args.load_timeout, args.idle_trials, args.deliver_runs, args.py_spy, profile_dir, log, args.processes
+    )
     code = 0
     try:
         _execute(args, plan, corpus, options, root, result)

@@ -100,16 +100,25 @@ def write_secret(path: Path) -> Path:
 
 
 def write_config(
-    path: Path, *, data_dir: Path, database_url: str, port: int, relay_port: int, secret_file: Path | None = None
+    path: Path,
+    *,
+    data_dir: Path,
+    database_url: str,
+    port: int,
+    relay_port: int,
+    secret_file: Path | None = None,
+    processes: int | None = None,
 ) -> Path:
     """The daemon's configuration: loopback listener, the sink as relay, one agent on the queue.
 
     `max_automatic_per_minute` is raised because the benchmark means to send more new tickets a
     minute than the default circuit breaker (120) lets through; every other value is the default.
     `secret_file` (`[security] secret_file`) is given when several daemons share one database;
-    otherwise each keeps its own secret in its data directory.
+    otherwise each keeps its own secret in its data directory. `processes` (`[worker] processes`):
+    None keeps the daemon's default.
     """
     security = f'\n[security]\nsecret_file = "{secret_file}"\n' if secret_file is not None else ""
+    worker = f"\n[worker]\nprocesses = {processes}\n" if processes is not None else ""
     path.write_text(
         f"""
 [storage]
@@ -140,7 +149,7 @@ max_automatic_per_minute = 1000000
 [logging]
 level = "info"
 format = "json"
-{security}"""
+{security}{worker}"""
     )
     return path
 

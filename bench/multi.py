@@ -73,7 +73,9 @@ class Cluster:
 
 
 @contextmanager
-def running_cluster(root: Path, sink: Sink, count: int, log: Callable[[str], None]) -> Iterator[Cluster]:
+def running_cluster(
+    root: Path, sink: Sink, count: int, log: Callable[[str], None], processes: int | None = None
+) -> Iterator[Cluster]:
     """`count` started daemons on one fresh PostgreSQL schema; all stopped and removed afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix=f"instances{count}-", dir=root))
     try:
@@ -85,7 +87,7 @@ def running_cluster(root: Path, sink: Sink, count: int, log: Callable[[str], Non
                 home.mkdir()
                 port = free_port()
                 config = write_config(home / "mailgate.toml", data_dir=home / "data", database_url=url, port=port,
-                                      relay_port=sink.port, secret_file=secret)
+                                      relay_port=sink.port, secret_file=secret, processes=processes)
                 members.append(Member(number, port, home / "data", config, DaemonProcess(config, port)))
             upgrade_schema(members[0].config)
             yield from _run_members(url, members, log)

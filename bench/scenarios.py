@@ -56,6 +56,8 @@ class Options:
     py_spy: str | None
     output_dir: Path
     log: Callable[[str], None]
+    # [worker] processes of the daemon; None: its default.
+    processes: int | None = None
 
 
 @dataclass
@@ -81,7 +83,12 @@ def running_instance(
         with database(backend, workdir) as url:
             port = free_port()
             config = write_config(
-                workdir / "mailgate.toml", data_dir=workdir / "data", database_url=url, port=port, relay_port=sink.port
+                workdir / "mailgate.toml",
+                data_dir=workdir / "data",
+                database_url=url,
+                port=port,
+                relay_port=sink.port,
+                processes=options.processes,
             )
             prefill_seconds = None
             if store_size:
