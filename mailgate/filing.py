@@ -252,7 +252,8 @@ def _acknowledge(
         sent_to_sender_last_hour=timers.automatic_replies_since(session, recipient=sender, since=now - HOUR)
         if sender
         else 0,
-        sent_on_ticket_last_day=timers.automatic_replies_since(session, ticket_id=ticket_id, since=now - DAY),
+        # Acknowledgements go only to tickets opened in this very transaction: none sent on it yet.
+        sent_on_ticket_last_day=0,
         per_sender_per_hour=settings.per_sender_per_hour,
         per_ticket_per_day=settings.per_ticket_per_day,
         rule_allows=outcome.auto_reply_allowed and settings.enabled,
@@ -269,6 +270,7 @@ def _acknowledge(
         suppressed=None if allowed else why,
         first_response=words,
         template=outcome.auto_reply_template or settings.template,
+        snapshot=snapshot,
     )
 
 

@@ -53,11 +53,13 @@ class TicketActions:
         actor: str,
         now: datetime,
         refresh: bool = True,
+        current: Priority | None = None,
         **why: object,
     ) -> bool:
         """Set the priority; True when it changed. `refresh=False`: the caller recomputes the SLA
-        due times itself once it has made all its changes (one computation per message)."""
-        old = tickets.ticket_priority(session, ticket_id)
+        due times itself once it has made all its changes (one computation per message).
+        `current`: the priority the caller read in this transaction, so it is not read again."""
+        old = current if current is not None else tickets.ticket_priority(session, ticket_id)
         if old is priority:
             return False
         tickets.set_priority(session, ticket_id, priority, now)

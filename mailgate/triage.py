@@ -41,8 +41,7 @@ class Triage:
 
         The SLA due times are the caller's to refresh afterwards (filing does, once per message).
         """
-        current = tickets.ticket_priority(session, ticket_id)
-        queue = tickets.ticket_queue(session, ticket_id)
+        current, queue = tickets.ticket_priority_and_queue(session, ticket_id)
         baseline = current
         stated = stated_urgency(parsed, self.rules.priority.header_max)
         if stated is not None and stated.rank > current.rank:
@@ -54,7 +53,9 @@ class Triage:
                 session, ticket_id, "rule_applied", RULES, now, rule=hit.rule, action=hit.action, detail=hit.detail
             )
         priority = self._vip(session, ticket_id, parsed, outcome.priority, now)
-        self.actions.change_priority(session, ticket_id, priority, actor=RULES, now=now, refresh=False)
+        self.actions.change_priority(
+            session, ticket_id, priority, actor=RULES, now=now, refresh=False, current=current
+        )
         if outcome.queue != queue:
             tickets.set_queue(session, ticket_id, outcome.queue, now)
             tickets.add_event(session, ticket_id, "queue_changed", RULES, now, old=queue, new=outcome.queue)

@@ -107,12 +107,15 @@ class Notifier:
         suppressed: str | None,
         first_response: str | None = None,
         template: str = "acknowledgement",
+        snapshot: tickets.TicketSnapshot | None = None,
     ) -> None:
         """The customer's acknowledgement of a new ticket, unless there is a reason not to answer.
 
-        `first_response` is the expected response time in words, when an SLA applies.
+        `first_response` is the expected response time in words, when an SLA applies;
+        `snapshot` the ticket as the caller read it in this transaction, if it did.
         """
-        snapshot = tickets.ticket_snapshot(session, ticket_id)
+        if snapshot is None:
+            snapshot = tickets.ticket_snapshot(session, ticket_id)
         context = {
             "customer_name": snapshot.requester.name if snapshot.requester else "",
             "first_response": first_response,

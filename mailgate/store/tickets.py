@@ -332,6 +332,13 @@ def ticket_number_of_id(session: Session, ticket_id: int) -> int | None:
 
 
 _PRIORITY = select(Ticket.priority).where(Ticket.id == _TICKET_ID)
+_PRIORITY_AND_QUEUE = select(Ticket.priority, Ticket.queue).where(Ticket.id == _TICKET_ID)
+
+
+def ticket_priority_and_queue(session: Session, ticket_id: int) -> tuple[Priority, str]:
+    """Both in one statement: what the rules start from."""
+    row = execute(session, _PRIORITY_AND_QUEUE, {"ticket_id": ticket_id}).one()
+    return Priority(row.priority), str(row.queue)
 
 
 def ticket_priority(session: Session, ticket_id: int) -> Priority:
