@@ -330,19 +330,20 @@ def _threading_facts(session: Session, parsed: ParsedMessage, policy: FilingPoli
     trusted = parsed.sender.trusted and parsed.sender.address is not None
     sender = parsed.sender.address.email if trusted and parsed.sender.address else None
     tag_number = find_subject_tag(parsed.subject, policy.subject_tag)
+    refs = tickets.TicketRefs(session)
     return ThreadingFacts(
         sender=sender,
         agents=policy.agents,
-        by_reference=_signed_reference(session, candidates, sender, policy)
-        or tickets.nearest_referenced_ticket(session, candidates),
-        by_pseudo_reference=_weak_reference(session, candidates, policy),
-        by_tag=tickets.ticket_ref_by_number(session, tag_number) if tag_number is not None else None,
+        by_reference=_signed_reference(refs, candidates, sender, policy)
+        or refs.of_id(tickets.nearest_referenced_ticket_id(session, candidates)),
+        by_pseudo_reference=_weak_reference(refs, candidates, policy),
+        by_tag=refs.of_number(tag_number) if tag_number is not None else None,
         tag_number=tag_number,
     )
 
 
 def _signed_reference(
-    session: Session, candidates: tuple[str, ...], sender: str | None, policy: FilingPolicy
+    refs: tickets.TicketRefs, candidates: tuple[str, ...], sender: str | None, policy: FilingPolicy
 ) -> TicketRef | None:
     """A reply to mail we sent to this very sender proves they are part of the conversation."""
     if sender is None:
@@ -350,15 +351,15 @@ def _signed_reference(
     for message_id in candidates:
         number = verify_message_id(policy.secret, message_id, sender=sender, domain=policy.domain)
         if number is not None:
-            return tickets.ticket_ref_by_number(session, number)
+            return refs.of_number(number)
     return None
 
 
-def _weak_reference(session: Session, candidates: tuple[str, ...], policy: FilingPolicy) -> TicketRef | None:
+def _weak_reference(refs: tickets.TicketRefs, candidates: tuple[str, ...], policy: FilingPolicy) -> TicketRef | None:
     """Our pseudo reference, or our Message-ID sent to someone else: guessable or forwarded, so weak."""
     numbers = [*pseudo_ticket_numbers(candidates, policy.domain)]
     numbers += [n for c in candidates if (n := ticket_of_message_id(c, policy.domain)) is not None]
-    return tickets.ticket_ref_by_number(session, numbers[0]) if numbers else None
+    return refs.of_number(numbers[0]) if numbers else None
 
 
 def _participant_addresses(parsed: ParsedMessage, policy: FilingPolicy) -> set[str]:

@@ -80,23 +80,39 @@ def ticket_number_of_message(session: Session, message_id: str) -> int | None:
     return execute(session, _NUMBER_OF_MESSAGE, {"message_id": message_id}).scalar()
 
 
-def nearest_referenced_ticket(session: Session, message_ids: tuple[str, ...]) -> TicketRef | None:
-    """The ticket of the first of `message_ids` (nearest parent first) that is stored."""
+def nearest_referenced_ticket_id(session: Session, message_ids: tuple[str, ...]) -> int | None:
+    """The id of the ticket of the first of `message_ids` (nearest parent first) that is stored."""
     if not message_ids:
         return None
     rows = session.execute(
         select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(message_ids[:100]))
     ).all()
     by_message = {message_id: ticket_id for message_id, ticket_id in rows}
-    for message_id in message_ids:
-        if message_id in by_message:
-            return _ticket_ref(session, by_message[message_id])
-    return None
+    return next((by_message[m] for m in message_ids if m in by_message), None)
 
 
-def ticket_ref_by_number(session: Session, number: int) -> TicketRef | None:
-    ticket_id = ticket_id_by_number(session, number)
-    return None if ticket_id is None else _ticket_ref(session, ticket_id)
+class TicketRefs:
+    """Tickets as threading sees them, each read once per transaction however often it is named
+    (a reply's References, our signed Message-ID and its subject tag usually name one ticket)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._by_id: dict[int, TicketRef] = {}
+        self._ids: dict[int, int | None] = {}
+
+    def of_id(self, ticket_id: int | None) -> TicketRef | None:
+        if ticket_id is None:
+            return None
+        ref = self._by_id.get(ticket_id)
+        if ref is None:
+            ref = self._by_id[ticket_id] = _ticket_ref(self.session, ticket_id)
+            self._ids[ref.number] = ticket_id
+        return ref
+
+    def of_number(self, number: int) -> TicketRef | None:
+        if number not in self._ids:
+            self._ids[number] = ticket_id_by_number(self.session, number)
+        return self.of_id(self._ids[number])
 
 
 _ID_BY_NUMBER = select(Ticket.id).where(Ticket.number == bindparam("number"))
