@@ -139,8 +139,8 @@ def _triage_new(
     acknowledge: bool,
     acknowledge_reason: str = "",
 ) -> None:
-    """Rules, timers, the customer's acknowledgement and the agents' copies of a new ticket."""
-    timers.note_status(session, ticket_id, "", TicketStatus.NEW.value, now)
+    """Rules, timers, the customer's acknowledgement and the agents' copies of a new ticket (which
+    entered status new when it was created)."""
     outcome = triage.apply(session, ticket_id, parsed, is_reply=False, now=now)
     triage.actions.tracker.refresh(session, ticket_id)
     if acknowledge:
@@ -461,7 +461,7 @@ def _append(
     if current is TicketStatus.RESOLVED and is_confirmation(extract_reply(parsed.text_body, parsed.html_body)):
         # "Thanks, that fixed it": the customer, not the agent, closes (DOMAIN.md).
         following = TicketStatus.CLOSED
-    if not triage.actions.change_status(session, ticket_id, following, actor=actor, now=now):
+    if not triage.actions.change_status(session, ticket_id, following, actor=actor, now=now, current=current):
         tickets.touch(session, ticket_id, now)
         triage.actions.tracker.refresh(session, ticket_id)
     triage.actions.notifier.notify_agents(

@@ -30,10 +30,19 @@ class TicketActions:
         return ticket_id
 
     def change_status(
-        self, session: Session, ticket_id: int, new: TicketStatus, *, actor: str, now: datetime, notify: bool = True
+        self,
+        session: Session,
+        ticket_id: int,
+        new: TicketStatus,
+        *,
+        actor: str,
+        now: datetime,
+        notify: bool = True,
+        current: TicketStatus | None = None,
     ) -> bool:
-        """Set the status; True when it changed (then one event and, unless told not to, one customer mail)."""
-        old = tickets.ticket_status(session, ticket_id)
+        """Set the status; True when it changed (then one event and, unless told not to, one customer mail).
+        `current`: the status the caller read in this transaction, so it is not read again."""
+        old = current if current is not None else tickets.ticket_status(session, ticket_id)
         if old is new:
             return False
         tickets.set_status(session, ticket_id, new, now)

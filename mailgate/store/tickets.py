@@ -141,14 +141,25 @@ def upsert_contact(session: Session, address: Address, language: str | None, now
     contact_id = execute(session, _CONTACT_ID, {"email": address.email}).scalar()
     if contact_id is not None:
         return int(contact_id)
-    _insert_ignoring_conflicts(
-        session,
-        Contact,
-        [{"email": address.email, "name": address.name[:200], "language": language, "created_at": now}],
-    )
-    contact_id = execute(session, _CONTACT_ID, {"email": address.email}).scalar()
+    values = {"email": address.email, "name": address.name[:200], "language": language, "created_at": now}
+    # RETURNING gives the new row's id; nothing when another transaction created it meanwhile.
+    contact_id = execute(session, _new_contact_statement(session), values).scalar()
+    if contact_id is None:
+        contact_id = execute(session, _CONTACT_ID, {"email": address.email}).scalar()
     assert contact_id is not None
     return int(contact_id)
+
+
+_NEW_CONTACT: dict[str, Executable] = {}
+
+
+def _new_contact_statement(session: Session) -> Executable:
+    dialect = session.get_bind().dialect.name
+    statement = _NEW_CONTACT.get(dialect)
+    if statement is None:
+        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = _NEW_CONTACT[dialect] = dialect_insert(Contact).on_conflict_do_nothing().returning(Contact.id)
+    return statement
 
 
 _INSERT_TICKET = insert(Ticket).returning(Ticket.id)
@@ -157,12 +168,13 @@ _INSERT_TICKET = insert(Ticket).returning(Ticket.id)
 def create_ticket(
     session: Session, *, subject: str, queue: str, requester_id: int | None, priority: Priority, now: datetime
 ) -> tuple[int, int]:
-    """Open a ticket in status new; returns (row id, ticket number)."""
+    """Open a ticket in status new, entered now; returns (row id, ticket number)."""
     number = next_ticket_number(session)
     values = {
         "number": number,
         "subject": subject,
         "status": TicketStatus.NEW.value,
+        "status_since": now,
         "priority": priority.value,
         "queue": queue,
         "requester_id": requester_id,
