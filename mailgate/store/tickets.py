@@ -77,7 +77,8 @@ _NUMBER_OF_MESSAGE = (
 
 def ticket_number_of_message(session: Session, message_id: str) -> int | None:
     """The ticket a stored message (inbound or outbound) belongs to, by its Message-ID."""
-    return execute(session, _NUMBER_OF_MESSAGE, {"message_id": message_id}).scalar()
+    found = execute(session, _NUMBER_OF_MESSAGE, {"message_id": message_id}).scalar()
+    return None if found is None else int(found)
 
 
 def nearest_referenced_ticket_id(session: Session, message_ids: tuple[str, ...]) -> int | None:
@@ -119,7 +120,8 @@ _ID_BY_NUMBER = select(Ticket.id).where(Ticket.number == bindparam("number"))
 
 
 def ticket_id_by_number(session: Session, number: int) -> int | None:
-    return execute(session, _ID_BY_NUMBER, {"number": number}).scalar()
+    found = execute(session, _ID_BY_NUMBER, {"number": number}).scalar()
+    return None if found is None else int(found)
 
 
 _NUMBER_AND_STATUS = select(Ticket.number, Ticket.status).where(Ticket.id == _TICKET_ID)
@@ -356,7 +358,8 @@ _NUMBER_OF_ID = select(Ticket.number).where(Ticket.id == _TICKET_ID)
 
 
 def ticket_number_of_id(session: Session, ticket_id: int) -> int | None:
-    return execute(session, _NUMBER_OF_ID, {"ticket_id": ticket_id}).scalar()
+    found = execute(session, _NUMBER_OF_ID, {"ticket_id": ticket_id}).scalar()
+    return None if found is None else int(found)
 
 
 _PRIORITY = select(Ticket.priority).where(Ticket.id == _TICKET_ID)

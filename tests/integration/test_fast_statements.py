@@ -1,0 +1,139 @@
+"""SQLite's fast path for prebuilt statements (store/core.py) files mail exactly as SQLAlchemy's
+full execution path does: the same workload, filed both ways, leaves the same rows."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from mailgate.app import App
+from mailgate.clock import FakeClock
+from mailgate.store import core, inbound, schema
+from tests.conftest import make_config
+from tests.support.mailfactory import make_mail
+
+START = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
+
+# Columns that are the same whichever way the statements ran (Message-IDs and tokens of our
+# outgoing mail are random, so those columns are left out).
+TABLES = {
+    "tickets": "number, subject, status, priority, queue, assignee, sla_policy, status_since, resolved_at, "
+    "first_response_due, next_response_due, resolution_due, sla_due_at, next_timer_at, last_customer_message_at, "
+    "created_at, updated_at",
+    "messages": "ticket_id, inbound_id, direction, message_id, author_email, subject, in_reply_to, text_body, "
+    "created_at",
+    "events": "ticket_id, created_at, kind, actor",
+    "contacts": "email, name, language, created_at",
+    "ticket_participants": "ticket_id, email",
+    "ticket_tags": "ticket_id, tag",
+    "inbound": "id, state, attempts, last_error, processed_at, ticket_number, claimed_at",
+    "outbox": "ticket_id, kind, recipient, automatic, state, attempts, created_at",
+    "attachments": "message_id, sha256, size, filename, content_type",
+}
+
+
+def _workload() -> list[bytes]:
+    mails = []
+    for n in range(12):
+        request = f"<request-{n}@customer.example>"
+        sender = f"customer{n % 5}@customer.example"
+        subjects = ["Printer broken", "Palvelu alhaalla", "SKUBU: sąskaita", "Datenverlust", "Invoice copy"]
+        attachments = [("report.pdf", "application/pdf", b"%PDF-1.4 " * 50)] if n % 4 == 0 else None
+        mails.append(
+            make_mail(
+                sender=sender,
+                subject=f"{subjects[n % len(subjects)]} {n}",
+                message_id=request,
+                html="<p>Hello <b>there</b></p>" if n % 3 == 0 else None,
+                attachments=attachments,
+            )
+        )
+        mails.append(
+            make_mail(
+                sender=sender,
+                subject=f"Re: [Acme Support #{1000 + n}] ticket {n}",
+                message_id=f"<reply-{n}@customer.example>",
+                in_reply_to=request,
+                references=request,
+                body="Thanks, that fixed it.\n" if n % 6 == 1 else "Still broken, urgent please.\n",
+            )
+        )
+    mails.append(mails[0])  # the same mail delivered twice
+    automatic = {"Auto-Submitted": "auto-replied"}
+    mails.append(make_mail(subject="Out of office", message_id="<away@customer.example>", extra_headers=automatic))
+    mails.append(b"this is not a mail at all\r\n")
+    # Failed (over the address limit) and ignored (from our own address: a mail loop).
+    many = ",".join(f"u{i}@example.net" for i in range(1100))
+    mails.append(f"From: a@evil.example\r\nTo: {many}\r\nSubject: many\r\n\r\nhi\r\n".encode())
+    mails.append(make_mail(sender="support@example.com", subject="loop", message_id="<loop@example.com>"))
+    return mails
+
+
+def _rows(session: Session, table: str, columns: str) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in session.execute(text(f"SELECT {columns} FROM {table} ORDER BY 1, 2"))]
+
+
+async def _file(root: Path, fast: bool) -> dict[str, list[tuple[Any, ...]]]:
+    core.FAST_SQLITE = fast
+    try:
+        clock = FakeClock(START)
+        config = make_config(
+            root,
+            f"sqlite:///{root / 'data' / 'mailgate.sqlite3'}",
+            rules=[
+                {
+                    "name": "urgent words",
+                    "conditions": [{"field": "body", "op": "contains", "value": "urgent"}],
+                    "actions": [{"set_priority": "high"}, {"add_tag": "hurry"}, {"assign": "round_robin"}],
+                }
+            ],
+        )
+        app = App(config, clock=clock)
+        await asyncio.to_thread(schema.upgrade, app.store.engine)
+        try:
+            for raw in _workload():
+                envelope = inbound.Envelope("smtp", "", ("support@example.com",))
+                app.store.run(inbound.enqueue, raw, envelope, clock.now())
+                clock.advance(timedelta(seconds=7))
+                await app.worker.run_until_idle()
+            return {table: app.store.read(_rows, table, columns) for table, columns in TABLES.items()}
+        finally:
+            app.store.dispose()
+    finally:
+        core.FAST_SQLITE = True
+
+
+async def test_the_fast_path_files_mail_as_the_full_path_does(tmp_path: Path) -> None:
+    full = await _file(tmp_path / "full", fast=False)
+    fast = await _file(tmp_path / "fast", fast=True)
+    assert len(full["tickets"]) >= 12 and len(full["outbox"]) >= 12, "the workload exercised filing"
+    assert {state for _, state, *_ in full["inbound"]} >= {"done", "failed", "ignored"}
+    for table in TABLES:
+        assert fast[table] == full[table], table
+
+
+@pytest.mark.parametrize("fast", [True, False])
+async def test_a_locked_database_is_the_same_error_both_ways(tmp_path: Path, fast: bool) -> None:
+    """SQLite's errors come out as SQLAlchemy's, which the store maps to a temporary failure."""
+    from sqlalchemy.exc import OperationalError
+
+    from mailgate.store import tickets
+
+    core.FAST_SQLITE = fast
+    try:
+        config = make_config(tmp_path, f"sqlite:///{tmp_path / 'data' / 'mailgate.sqlite3'}")
+        app = App(config)
+        await asyncio.to_thread(schema.upgrade, app.store.engine)
+        with Session(app.store.engine) as session, session.begin():
+            session.execute(text("DROP TABLE ticket_tags"))
+            with pytest.raises(OperationalError, match="no such table"):
+                tickets.ticket_tags(session, 1)
+        app.store.dispose()
+    finally:
+        core.FAST_SQLITE = True
