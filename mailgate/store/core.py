@@ -4,12 +4,13 @@ An ORM statement built per call measured about 230 microseconds; the same statem
 at import, with bound parameters, and run on the session's connection about 25. Filing runs some
 thirty statements per message, so its repositories (tickets, timers, inbound) use this.
 
-On SQLite a prebuilt SELECT, UPDATE or DELETE goes further: it is compiled once into its SQL text,
-its parameter order and its type conversions (a `_Plan`), and then run on the session's own
-DBAPI connection, in the same transaction: 15 microseconds instead of 84 for an UPDATE through
-SQLAlchemy's execution machinery (measured on a slow 2-core machine). INSERTs keep the full path
-(column defaults are applied there), as do statements with expanding IN parameters, executemany
-and PostgreSQL. Errors come out as SQLAlchemy's exceptions either way.
+On SQLite a prebuilt statement goes further: it is compiled once into its SQL text, its parameter
+order and its type conversions (a `_Plan`; an INSERT's once per set of columns given, with the
+scalar defaults of the others), and then run on the session's own DBAPI connection, in the same
+transaction: 15 microseconds instead of 84 for an UPDATE through SQLAlchemy's execution
+machinery (measured on a slow 2-core machine). Statements with expanding IN parameters or
+callable column defaults, executemany and PostgreSQL keep the full path. Errors come out as
+SQLAlchemy's exceptions either way.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Delete, Executable, Select, Update
+from sqlalchemy import Delete, Executable, Insert, Select, Update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
 from sqlalchemy.orm import Session
@@ -53,7 +54,7 @@ def execute(session: Session, statement: Executable, parameters: dict[str, Any] 
         session.flush()
     connection = session.connection()
     if FAST_SQLITE and isinstance(parameters, dict) and connection.dialect.name == "sqlite":
-        plan = _plan(statement, connection.dialect)
+        plan = _plan(statement, connection.dialect, parameters)
         if plan is not None:
             return plan.run(connection.connection.dbapi_connection, parameters)
     return connection.execute(statement, parameters)
@@ -121,29 +122,39 @@ class _Rows:
         return [row[0] for row in self.rows]
 
 
-_PLANS: dict[int, _Plan | None] = {}
+_PLANS: dict[tuple[int, frozenset[str]], _Plan | None] = {}
 
 
-def _plan(statement: Executable, dialect: Dialect) -> _Plan | None:
-    key = id(statement)
+def _plan(statement: Executable, dialect: Dialect, parameters: dict[str, Any]) -> _Plan | None:
+    # An INSERT's SQL names the columns given; other statements take their parameters by name.
+    key = (id(statement), frozenset(parameters) if isinstance(statement, Insert) else frozenset())
     if key in _PLANS:
         plan = _PLANS[key]
         if plan is None or plan.statement is statement:
             return plan
-    plan = _build_plan(statement, dialect)
+    plan = _build_plan(statement, dialect, sorted(key[1]))
     _PLANS[key] = plan
     return plan
 
 
-def _build_plan(statement: Executable, dialect: Dialect) -> _Plan | None:
+def _build_plan(statement: Executable, dialect: Dialect, columns_given: list[str]) -> _Plan | None:
     """The statement as SQL text and conversions, or None where the full path is needed."""
-    if not isinstance(statement, Select | Update | Delete):
+    if not isinstance(statement, Select | Update | Delete | Insert):
         return None
-    compiled = statement.compile(dialect=dialect)
+    try:
+        compiled = statement.compile(dialect=dialect, column_keys=columns_given or None)
+    except Exception:  # e.g. a column that does not exist: the full path raises it properly
+        return None
     names = compiled.positiontup
     if names is None or any(b.expanding or b.callable is not None for b in compiled.binds.values()):
         return None
-    constants = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
+    defaults = {}
+    for column in compiled.insert_prefetch:  # columns not given that have a Python-side default
+        default = column.default
+        if default is None or not default.is_scalar:
+            return None
+        defaults[column.key] = default.arg  # type: ignore[attr-defined]  # a ScalarElementColumnDefault
+    constants = {name: bind.value for name, bind in compiled.binds.items() if not bind.required} | defaults
     columns = compiled._result_columns
     row_type: type[tuple[Any, ...]] | None = None
     if columns:

@@ -137,3 +137,37 @@ async def test_a_locked_database_is_the_same_error_both_ways(tmp_path: Path, fas
         app.store.dispose()
     finally:
         core.FAST_SQLITE = True
+
+
+@pytest.mark.parametrize("fast", [True, False])
+async def test_an_insert_given_some_columns_gets_the_defaults_of_the_others(tmp_path: Path, fast: bool) -> None:
+    """An INSERT's plan is made per set of columns given; the others get their column defaults."""
+    from sqlalchemy import insert
+
+    from mailgate.store.models import Message, Ticket
+
+    core.FAST_SQLITE = fast
+    try:
+        config = make_config(tmp_path, f"sqlite:///{tmp_path / 'data' / 'mailgate.sqlite3'}")
+        app = App(config)
+        await asyncio.to_thread(schema.upgrade, app.store.engine)
+        statement = insert(Message).returning(Message.id)
+        now = START
+
+        def insert_two(session: Session) -> list[int]:
+            ticket = {"number": 7, "subject": "s", "status": "new", "priority": "medium", "queue": "support"}
+            ticket_id = core.execute(
+                session, insert(Ticket).returning(Ticket.id), {**ticket, "created_at": now, "updated_at": now}
+            ).scalar_one()
+            given = {"ticket_id": ticket_id, "direction": "in", "message_id": "a@x", "created_at": now}
+            first = core.execute(session, statement, given).scalar_one()
+            second = core.execute(session, statement, {**given, "message_id": "b@x", "subject": "told"}).scalar_one()
+            return [first, second]
+
+        ids = app.store.run(insert_two)
+        columns = 'id, subject, author_name, text_body, internal, "references"'
+        rows = app.store.read(_rows, "messages", columns)
+        assert rows == [(ids[0], "", "", "", 0, ""), (ids[1], "told", "", "", 0, "")]
+        app.store.dispose()
+    finally:
+        core.FAST_SQLITE = True
