@@ -122,6 +122,8 @@ class _Rows:
         return [row[0] for row in self.rows]
 
 
+# Plans are for statements built once (at import); the hot paths have some fifty.
+MAX_PLANS = 1000
 _PLANS: dict[tuple[int, frozenset[str]], _Plan | None] = {}
 
 
@@ -133,7 +135,8 @@ def _plan(statement: Executable, dialect: Dialect, parameters: dict[str, Any]) -
         if plan is None or plan.statement is statement:
             return plan
     plan = _build_plan(statement, dialect, sorted(key[1]))
-    _PLANS[key] = plan
+    if len(_PLANS) < MAX_PLANS:  # statements built per call would otherwise be kept forever
+        _PLANS[key] = plan
     return plan
 
 

@@ -171,3 +171,22 @@ async def test_an_insert_given_some_columns_gets_the_defaults_of_the_others(tmp_
         app.store.dispose()
     finally:
         core.FAST_SQLITE = True
+
+
+async def test_statements_built_per_call_do_not_fill_the_plan_cache(tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from mailgate.store.models import Ticket
+
+    config = make_config(tmp_path, f"sqlite:///{tmp_path / 'data' / 'mailgate.sqlite3'}")
+    app = App(config)
+    await asyncio.to_thread(schema.upgrade, app.store.engine)
+
+    def many(session: Session) -> None:
+        for number in range(core.MAX_PLANS + 200):
+            statement = select(Ticket.id).where(Ticket.number == number)  # a new object each time
+            assert core.execute(session, statement, {}).first() is None
+
+    app.store.run(many)
+    assert len(core._PLANS) <= core.MAX_PLANS
+    app.store.dispose()
