@@ -4,9 +4,9 @@ With `[worker] processes = N`, `mailgate run` starts N - 1 of these beside its o
 (`python -m mailgate.filing_process`, see child_process.py for the pipes). Each claims queued
 messages, parses them and files them exactly as the daemon's worker does: claims are atomic
 (SQLite's one writer, PostgreSQL's SKIP LOCKED), so a message is filed by one process, and a
-reply whose request another process is still filing waits for it (worker.py), so mail of one
-thread is filed in arrival order. Parsing, rules and notifications run in parallel; the
-database takes one writer at a time.
+mail that may join a thread waits while older mail is in another worker's hands (worker.py),
+so mail of one thread is filed in arrival order. Parsing runs in parallel; on SQLite the
+filing transactions take turns at the one writer.
 
 On stdin: FilingProcessSettings, first and again on a reload, and `wake` when mail was queued.
 On stdout: `ready`, `applied`, `filed` after a run of messages (the daemon wakes its outbox and
