@@ -20,20 +20,19 @@ from typing import IO
 import structlog
 
 from mailgate import lifecycle, systemd_notify
-from mailgate.child_process import ChildProcess
+from mailgate.child_process import WAKE, ChildProcess
 from mailgate.clock import Clock, SystemClock
 from mailgate.config import Config, load_config
 from mailgate.errors import ConfigError, MailgateError
 from mailgate.filing_process import FAILED as FILING_FAILED
 from mailgate.filing_process import FILED, LATENCY, PROCESSED, RECEIVED, FilingProcessSettings
-from mailgate.filing_process import WAKE as FILING_WAKE
 from mailgate.http_status import StatusSource, start_http_server
 from mailgate.ingest.acceptance_process import QUEUED, AcceptanceSettings
 from mailgate.ingest.group_commit import GroupCommitter
 from mailgate.ingest.imap import start_pollers
 from mailgate.ingest.smtp import ConnectionLimiter, SmtpIngestHandler, bind_listener, start_smtp_server
 from mailgate.metrics import Metrics, install_log_processor, remove_log_processor
-from mailgate.notify.outbox_process import FAILED, SENT, WAKE, OutboxProcessSettings
+from mailgate.notify.outbox_process import FAILED, SENT, OutboxProcessSettings
 from mailgate.notify.outbox_worker import OutboxWorker
 from mailgate.parts import (
     build_inbound_worker,
@@ -228,7 +227,7 @@ class App:
         """Mail was queued: wake every worker; the first to claim it files it."""
         self.worker.notify()
         for child in self.filing_processes:
-            child.send(FILING_WAKE)
+            child.send(WAKE)
 
     async def _start_outbox(self) -> None:
         """Outgoing mail from the outbox process (or a task on this loop)."""

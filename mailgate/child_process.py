@@ -21,7 +21,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import structlog
 
@@ -32,6 +32,8 @@ log = structlog.get_logger("mailgate.child_process")
 READY = b"ready"
 # A child's answer to new settings: they are in force.
 APPLIED = b"applied"
+# From the daemon: work was queued for the child's worker.
+WAKE = b"wake"
 
 # Pauses before restarting a crashed child; a run of HEALTHY_SECONDS starts the sequence over.
 RESTART_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
@@ -182,6 +184,65 @@ async def read_settings() -> tuple[asyncio.StreamReader, bytes]:
     parent = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(parent), sys.stdin)
     return parent, await parent.readline()
+
+
+class PipedWorker(Protocol):
+    """A child's worker: woken by the daemon, run until a stop event."""
+
+    def notify(self) -> None: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+async def serve_worker(
+    name: str,
+    worker: PipedWorker,
+    parent: asyncio.StreamReader,
+    reports: Reports,
+    apply_settings: Callable[[bytes], None],
+    close: Callable[[], None],
+) -> int:
+    """The rest of a worker child's life once it is built: say ready, run the worker until
+    SIGTERM or the daemon's end of file, follow `wake` and new settings from the daemon, then
+    `close` (in a thread); the exit status."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    listening = asyncio.create_task(
+        _follow_parent(name, parent, worker, reports, apply_settings, stop), name="parent-pipe"
+    )
+    reports.send(READY)
+    log.info(f"{name}_process_ready")
+    try:
+        await worker.run(stop)
+    finally:
+        listening.cancel()
+        await asyncio.to_thread(close)
+    log.info(f"{name}_process_stopped")
+    return 0
+
+
+async def _follow_parent(
+    name: str,
+    parent: asyncio.StreamReader,
+    worker: PipedWorker,
+    reports: Reports,
+    apply_settings: Callable[[bytes], None],
+    stop: asyncio.Event,
+) -> None:
+    """`wake` and new settings from the daemon; end of file (it died) stops the child."""
+    while line := await parent.readline():
+        line = line.strip()
+        if line == WAKE:
+            worker.notify()
+        elif line:
+            try:
+                apply_settings(line)
+            except Exception as error:  # the daemon validated them; keep working with what is in use
+                log.exception("child_settings_rejected", child=name, error_type=type(error).__name__)
+                continue
+            log.info("child_settings_applied", child=name)
+            reports.send(APPLIED)
+    stop.set()
 
 
 def run_child(serve: Callable[[], Coroutine[Any, Any, int]]) -> int:

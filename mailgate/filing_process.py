@@ -18,11 +18,9 @@ takes back every claim of the instance.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import pickle
-import signal
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,14 +28,13 @@ from datetime import timedelta
 import structlog
 
 from mailgate.child_process import (
-    APPLIED,
-    READY,
     ReportedCounter,
     ReportedHistogram,
     Reports,
     die_with_parent,
     read_settings,
     run_child,
+    serve_worker,
 )
 from mailgate.clock import Clock, SystemClock
 from mailgate.config import Config
@@ -47,12 +44,9 @@ from mailgate.parts import build_inbound_worker, build_store, filing_parts, use_
 from mailgate.signing_key import load_or_create_secret
 from mailgate.store import inbound
 from mailgate.store.transaction import Store
-from mailgate.ticket_actions import TicketActions
-from mailgate.worker import InboundWorker
 
 log = structlog.get_logger("mailgate.filing_process")
 
-WAKE = b"wake"
 FILED = b"filed"
 RECEIVED = b"received"
 PROCESSED = b"processed"
@@ -106,7 +100,6 @@ async def requeue_own_claims(store: Store, clock: Clock, owner: str, claim_timeo
 
 async def serve(reports: Reports) -> int:
     """Read the settings, file mail until SIGTERM or the daemon's end of file; the exit status."""
-    loop = asyncio.get_running_loop()
     parent, first = await read_settings()
     if not first:
         return 0
@@ -127,42 +120,12 @@ async def serve(reports: Reports) -> int:
         metrics=reporting_metrics(reports),
     )
     await requeue_own_claims(store, clock, settings.owner, worker.settings.claim_timeout)
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    listening = asyncio.create_task(_read_parent(parent, worker, actions, secret, reports, stop), name="parent-pipe")
-    reports.send(READY)
-    log.info("filing_process_ready")
-    try:
-        await worker.run(stop)
-    finally:
-        listening.cancel()
-        await asyncio.to_thread(store.dispose)
-    log.info("filing_process_stopped")
-    return 0
 
+    def apply_settings(line: bytes) -> None:
+        new = FilingProcessSettings.from_json(line)
+        use_filing_parts(worker, actions, filing_parts(new.config, secret, actions, new.owner))
 
-async def _read_parent(
-    parent: asyncio.StreamReader,
-    worker: InboundWorker,
-    actions: TicketActions,
-    secret: bytes,
-    reports: Reports,
-    stop: asyncio.Event,
-) -> None:
-    """`wake` and new settings from the daemon; end of file (it died) stops this process."""
-    while line := await parent.readline():
-        line = line.strip()
-        if line == WAKE:
-            worker.notify()
-        elif line:
-            try:
-                settings = FilingProcessSettings.from_json(line)
-                use_filing_parts(worker, actions, filing_parts(settings.config, secret, actions, settings.owner))
-            except Exception as error:  # the daemon validated it; keep filing with what is in use
-                log.exception("filing_process_reload_failed", error_type=type(error).__name__)
-                continue
-            reports.send(APPLIED)
-    stop.set()
+    return await serve_worker("filing", worker, parent, reports, apply_settings, store.dispose)
 
 
 def main(argv: list[str]) -> int:

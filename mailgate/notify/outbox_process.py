@@ -11,9 +11,7 @@ Message-ID, exactly as when one process dies mid-send.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import sys
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -23,13 +21,12 @@ from typing import Any
 import structlog
 
 from mailgate.child_process import (
-    APPLIED,
-    READY,
     ReportedCounter,
     Reports,
     die_with_parent,
     read_settings,
     run_child,
+    serve_worker,
 )
 from mailgate.clock import Clock, SystemClock
 from mailgate.logs import configure_logging
@@ -44,7 +41,6 @@ from mailgate.store.transaction import Store
 
 log = structlog.get_logger("mailgate.notify.outbox_process")
 
-WAKE = b"wake"
 SENT = b"sent"
 FAILED = b"failed"
 
@@ -106,7 +102,6 @@ async def requeue_own_claims(store: Store, clock: Clock, settings: OutboxSetting
 
 async def serve(reports: Reports) -> int:
     """Read the settings, send until SIGTERM or the daemon's end of file; returns the exit status."""
-    loop = asyncio.get_running_loop()
     parent, first = await read_settings()
     if not first:
         return 0
@@ -125,36 +120,11 @@ async def serve(reports: Reports) -> int:
         settings.outbox,
         metrics=_reporting_metrics(reports),
     )
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    listening = asyncio.create_task(_read_parent(parent, worker, reports, stop), name="parent-pipe")
-    reports.send(READY)
-    log.info("outbox_process_ready")
-    try:
-        await worker.run(stop)
-    finally:
-        listening.cancel()
-        await asyncio.to_thread(store.dispose)
-    log.info("outbox_process_stopped")
-    return 0
 
+    def apply_settings(line: bytes) -> None:
+        _apply(worker, OutboxProcessSettings.from_json(line))
 
-async def _read_parent(
-    parent: asyncio.StreamReader, worker: OutboxWorker, reports: Reports, stop: asyncio.Event
-) -> None:
-    """`wake` and new settings from the daemon; end of file (it died) stops this process."""
-    while line := await parent.readline():
-        if line.strip() == WAKE:
-            worker.notify()
-            continue
-        try:
-            _apply(worker, OutboxProcessSettings.from_json(line))
-        except (ValueError, KeyError, TypeError) as error:
-            log.error("outbox_update_unreadable", error=str(error))
-            continue
-        log.info("outbox_settings_updated")
-        reports.send(APPLIED)
-    stop.set()
+    return await serve_worker("outbox", worker, parent, reports, apply_settings, store.dispose)
 
 
 def main(argv: list[str]) -> int:
