@@ -4,17 +4,21 @@ full execution path does: the same workload, filed both ways, leaves the same ro
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from mailgate.app import App
 from mailgate.clock import FakeClock
-from mailgate.store import core, inbound, schema
+from mailgate.store import core, inbound, schema, tickets
+from mailgate.store.models import Message, Ticket
+from mailgate.store.transaction import Store
 from tests.conftest import make_config
 from tests.support.mailfactory import make_mail
 
@@ -75,118 +79,88 @@ def _workload() -> list[bytes]:
     return mails
 
 
+def _sqlite_url(root: Path) -> str:
+    return f"sqlite:///{root / 'data' / 'mailgate.sqlite3'}"
+
+
+@pytest.fixture(params=[True, False], ids=["fast", "full"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Store]:
+    """An upgraded SQLite store, its prebuilt statements on the fast path or on SQLAlchemy's."""
+    monkeypatch.setattr(core, "FAST_SQLITE", request.param)
+    app = App(make_config(tmp_path, _sqlite_url(tmp_path)))
+    await asyncio.to_thread(schema.upgrade, app.store.engine)
+    yield app.store
+    app.store.dispose()
+
+
 def _rows(session: Session, table: str, columns: str) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in session.execute(text(f"SELECT {columns} FROM {table} ORDER BY 1, 2"))]
 
 
-async def _file(root: Path, fast: bool) -> dict[str, list[tuple[Any, ...]]]:
-    core.FAST_SQLITE = fast
+async def _file(root: Path, fast: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[tuple[Any, ...]]]:
+    monkeypatch.setattr(core, "FAST_SQLITE", fast)
+    clock = FakeClock(START)
+    rule = {
+        "name": "urgent words",
+        "conditions": [{"field": "body", "op": "contains", "value": "urgent"}],
+        "actions": [{"set_priority": "high"}, {"add_tag": "hurry"}, {"assign": "round_robin"}],
+    }
+    app = App(make_config(root, _sqlite_url(root), rules=[rule]), clock=clock)
+    await asyncio.to_thread(schema.upgrade, app.store.engine)
     try:
-        clock = FakeClock(START)
-        config = make_config(
-            root,
-            f"sqlite:///{root / 'data' / 'mailgate.sqlite3'}",
-            rules=[
-                {
-                    "name": "urgent words",
-                    "conditions": [{"field": "body", "op": "contains", "value": "urgent"}],
-                    "actions": [{"set_priority": "high"}, {"add_tag": "hurry"}, {"assign": "round_robin"}],
-                }
-            ],
-        )
-        app = App(config, clock=clock)
-        await asyncio.to_thread(schema.upgrade, app.store.engine)
-        try:
-            for raw in _workload():
-                envelope = inbound.Envelope("smtp", "", ("support@example.com",))
-                app.store.run(inbound.enqueue, raw, envelope, clock.now())
-                clock.advance(timedelta(seconds=7))
-                await app.worker.run_until_idle()
-            return {table: app.store.read(_rows, table, columns) for table, columns in TABLES.items()}
-        finally:
-            app.store.dispose()
+        for raw in _workload():
+            envelope = inbound.Envelope("smtp", "", ("support@example.com",))
+            app.store.run(inbound.enqueue, raw, envelope, clock.now())
+            clock.advance(timedelta(seconds=7))
+            await app.worker.run_until_idle()
+        return {table: app.store.read(_rows, table, columns) for table, columns in TABLES.items()}
     finally:
-        core.FAST_SQLITE = True
+        app.store.dispose()
 
 
-async def test_the_fast_path_files_mail_as_the_full_path_does(tmp_path: Path) -> None:
-    full = await _file(tmp_path / "full", fast=False)
-    fast = await _file(tmp_path / "fast", fast=True)
+async def test_the_fast_path_files_mail_as_the_full_path_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    full = await _file(tmp_path / "full", False, monkeypatch)
+    fast = await _file(tmp_path / "fast", True, monkeypatch)
     assert len(full["tickets"]) >= 12 and len(full["outbox"]) >= 12, "the workload exercised filing"
     assert {state for _, state, *_ in full["inbound"]} >= {"done", "failed", "ignored"}
     for table in TABLES:
         assert fast[table] == full[table], table
 
 
-@pytest.mark.parametrize("fast", [True, False])
-async def test_a_locked_database_is_the_same_error_both_ways(tmp_path: Path, fast: bool) -> None:
+async def test_a_missing_table_is_the_same_error_both_ways(store: Store) -> None:
     """SQLite's errors come out as SQLAlchemy's, which the store maps to a temporary failure."""
-    from sqlalchemy.exc import OperationalError
-
-    from mailgate.store import tickets
-
-    core.FAST_SQLITE = fast
-    try:
-        config = make_config(tmp_path, f"sqlite:///{tmp_path / 'data' / 'mailgate.sqlite3'}")
-        app = App(config)
-        await asyncio.to_thread(schema.upgrade, app.store.engine)
-        with Session(app.store.engine) as session, session.begin():
-            session.execute(text("DROP TABLE ticket_tags"))
-            with pytest.raises(OperationalError, match="no such table"):
-                tickets.ticket_tags(session, 1)
-        app.store.dispose()
-    finally:
-        core.FAST_SQLITE = True
+    with Session(store.engine) as session, session.begin():
+        session.execute(text("DROP TABLE ticket_tags"))
+        with pytest.raises(OperationalError, match="no such table"):
+            tickets.ticket_tags(session, 1)
 
 
-@pytest.mark.parametrize("fast", [True, False])
-async def test_an_insert_given_some_columns_gets_the_defaults_of_the_others(tmp_path: Path, fast: bool) -> None:
+async def test_an_insert_given_some_columns_gets_the_defaults_of_the_others(store: Store) -> None:
     """An INSERT's plan is made per set of columns given; the others get their column defaults."""
-    from sqlalchemy import insert
+    statement = insert(Message).returning(Message.id)
 
-    from mailgate.store.models import Message, Ticket
+    def insert_two(session: Session) -> list[int]:
+        ticket = {"number": 7, "subject": "s", "status": "new", "priority": "medium", "queue": "support"}
+        ticket_id = core.execute(
+            session, insert(Ticket).returning(Ticket.id), {**ticket, "created_at": START, "updated_at": START}
+        ).scalar_one()
+        given = {"ticket_id": ticket_id, "direction": "in", "message_id": "a@x", "created_at": START}
+        first = core.execute(session, statement, given).scalar_one()
+        second = core.execute(session, statement, {**given, "message_id": "b@x", "subject": "told"}).scalar_one()
+        return [first, second]
 
-    core.FAST_SQLITE = fast
-    try:
-        config = make_config(tmp_path, f"sqlite:///{tmp_path / 'data' / 'mailgate.sqlite3'}")
-        app = App(config)
-        await asyncio.to_thread(schema.upgrade, app.store.engine)
-        statement = insert(Message).returning(Message.id)
-        now = START
-
-        def insert_two(session: Session) -> list[int]:
-            ticket = {"number": 7, "subject": "s", "status": "new", "priority": "medium", "queue": "support"}
-            ticket_id = core.execute(
-                session, insert(Ticket).returning(Ticket.id), {**ticket, "created_at": now, "updated_at": now}
-            ).scalar_one()
-            given = {"ticket_id": ticket_id, "direction": "in", "message_id": "a@x", "created_at": now}
-            first = core.execute(session, statement, given).scalar_one()
-            second = core.execute(session, statement, {**given, "message_id": "b@x", "subject": "told"}).scalar_one()
-            return [first, second]
-
-        ids = app.store.run(insert_two)
-        columns = 'id, subject, author_name, text_body, internal, "references"'
-        rows = app.store.read(_rows, "messages", columns)
-        assert rows == [(ids[0], "", "", "", 0, ""), (ids[1], "told", "", "", 0, "")]
-        app.store.dispose()
-    finally:
-        core.FAST_SQLITE = True
+    ids = store.run(insert_two)
+    rows = store.read(_rows, "messages", 'id, subject, author_name, text_body, internal, "references"')
+    assert rows == [(ids[0], "", "", "", 0, ""), (ids[1], "told", "", "", 0, "")]
 
 
-async def test_statements_built_per_call_do_not_fill_the_plan_cache(tmp_path: Path) -> None:
-    from sqlalchemy import select
-
-    from mailgate.store.models import Ticket
-
-    config = make_config(tmp_path, f"sqlite:///{tmp_path / 'data' / 'mailgate.sqlite3'}")
-    app = App(config)
-    await asyncio.to_thread(schema.upgrade, app.store.engine)
-
+async def test_statements_built_per_call_do_not_fill_the_plan_cache(store: Store) -> None:
     def many(session: Session) -> None:
         for number in range(core.MAX_PLANS + 200):
             statement = select(Ticket.id).where(Ticket.number == number)  # a new object each time
             assert core.execute(session, statement, {}).first() is None
 
-    app.store.run(many)
+    store.run(many)
     assert len(core._PLANS) <= core.MAX_PLANS
-    app.store.dispose()
