@@ -53,44 +53,18 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_sigkill_of_the_acceptance_process_loses_and_duplicates_nothing(tmp_path: Path, db_url: str) -> None:
-    """The daemon restarts a killed acceptance process; the clients retry; every mail is filed once."""
+@pytest.mark.parametrize(
+    ("module", "extra"),
+    [(b"mailgate.ingest.acceptance_process", ""), (b"mailgate.filing_process", "[worker]\nprocesses = 2\n")],
+    ids=["acceptance", "filing"],
+)
+def test_sigkill_of_a_helper_process_loses_and_duplicates_nothing(
+    tmp_path: Path, db_url: str, module: bytes, extra: str
+) -> None:
+    """A helper process killed twice under load: the daemon restarts it. The SMTP clients retry
+    what a killed acceptance process did not answer; a killed filing process's successor takes
+    back the message it held. Every mail is filed exactly once."""
     port = free_port()
-    config_path = write_config(tmp_path / "mailgate.toml", data_dir=tmp_path / "data", db_url=db_url, port=port)
-    daemon = Daemon(config_path, port)
-    daemon.start()
-    client = RetryingClient(port)
-    client.start()
-    try:
-        killed = []
-        for kill_after in (40, 120):
-            wait_until(lambda n=kill_after: len(client.accepted) >= n, 120)
-            victim = acceptance_pid(daemon)
-            os.kill(victim, signal.SIGKILL)
-            killed.append(victim)
-            wait_until(lambda v=victim: acceptance_pid(daemon) != v, 30)
-        client.join(timeout=240)
-        assert client.error is None, client.error
-        assert client.accepted == list(range(TOTAL))
-        store = Store(make_engine(load_config(config_path).storage.database_url))
-        wait_until(lambda: store.run(inbound.count_by_state).keys() <= {"done"}, 120)
-        tickets = store.run(views.list_tickets)
-        assert sorted(t.subject for t in tickets) == sorted(f"crash test {i}" for i in range(TOTAL))
-        assert all(t.message_count == 1 for t in tickets)
-        store.dispose()
-        assert daemon.process is not None and daemon.process.poll() is None, "the daemon itself kept running"
-        assert "child_process_exited" in daemon.log_path.read_text()
-        assert daemon.stop() == 0
-    finally:
-        daemon.stop()
-
-
-@pytest.mark.slow
-def test_sigkill_of_a_filing_process_loses_and_duplicates_nothing(tmp_path: Path, db_url: str) -> None:
-    """A filing process killed twice under load: the daemon restarts it, its successor takes back
-    the message it held, and every mail is filed exactly once."""
-    port = free_port()
-    extra = "[worker]\nprocesses = 2\n"
     config_path = write_config(
         tmp_path / "mailgate.toml", data_dir=tmp_path / "data", db_url=db_url, port=port, extra=extra
     )
@@ -102,9 +76,9 @@ def test_sigkill_of_a_filing_process_loses_and_duplicates_nothing(tmp_path: Path
     try:
         for kill_after in (40, 120):
             wait_until(lambda n=kill_after: len(client.accepted) >= n, 120)
-            victim = child_pid(daemon, b"mailgate.filing_process")
+            victim = child_pid(daemon, module)
             os.kill(victim, signal.SIGKILL)
-            wait_until(lambda v=victim: child_pid(daemon, b"mailgate.filing_process") != v, 30)
+            wait_until(lambda v=victim: child_pid(daemon, module) != v, 30)
         client.join(timeout=240)
         assert client.error is None, client.error
         assert client.accepted == list(range(TOTAL))
