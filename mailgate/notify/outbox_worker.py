@@ -159,9 +159,11 @@ class OutboxWorker:
         The relay connection is left open for the next batch; `close_relay` ends it.
         """
         now = self.clock.now()
-        claimed = await self.store.call(
-            outbox.claim_batch, now, self.settings.batch_size, self.settings.owner, now - BREAKER_WINDOW
-        )
+        claimed = (
+            await self.store.call(
+                outbox.claim_rows, now, self.settings.batch_size, self.settings.owner, now - BREAKER_WINDOW
+            )
+        ).batch()
         self._automatic_sent = claimed.automatic_sent_in_window
         for item in claimed.items:
             with structlog.contextvars.bound_contextvars(outbox_id=item.id, message_id=item.message_id):

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -144,6 +145,16 @@ class Event(Base):
     """The ticket's system log. Append-only: the store never updates or deletes a row here."""
 
     __tablename__ = "events"
+    __table_args__ = (
+        # /metrics counts SLA breaches at every scrape: a partial index holds only escalation
+        # events, so the count does not read the whole log.
+        Index(
+            "ix_events_sla_escalation",
+            "id",
+            sqlite_where=text("kind = 'sla_escalation'"),
+            postgresql_where=text("kind = 'sla_escalation'"),
+        ),
+    )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -208,6 +219,8 @@ class Outbox(Base):
     __table_args__ = (
         Index("ix_outbox_state_due", "state", "next_attempt_at"),
         Index("ix_outbox_recipient_kind_created", "recipient", "kind", "created_at"),
+        # The circuit breaker counts automatic mail sent in the last minute at every claim.
+        Index("ix_outbox_automatic_sent", "automatic", "sent_at"),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Integer, Update, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailgate.store.core import execute
@@ -77,20 +77,61 @@ def add(
     return outbox_id
 
 
-def claim_due(session: Session, now: datetime, limit: int = 10, owner: str = "") -> list[OutboxItem]:
-    """Take up to `limit` rows that are due; SKIP LOCKED lets several processes share the outbox."""
-    query = (
-        select(Outbox)
-        .where(Outbox.state == QUEUED, Outbox.next_attempt_at <= now)
+@dataclass(frozen=True)
+class ClaimedBatch:
+    items: list[OutboxItem]
+    # Automatic mails that left since the window's start, counted in the claiming transaction;
+    # 0 (not counted) when no claimed row is automatic.
+    automatic_sent_in_window: int
+
+
+def _claim_statement(*, skip_locked: bool) -> Update:
+    due = (
+        select(Outbox.id)
+        .where(Outbox.state == QUEUED, Outbox.next_attempt_at <= bindparam("now"))
         .order_by(Outbox.next_attempt_at, Outbox.id)
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer))
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    items = []
-    for row in session.scalars(query):
-        row.state, row.claimed_at, row.claimed_by, row.attempts = SENDING, now, owner, row.attempts + 1
-        items.append(
+    if skip_locked:
+        due = due.with_for_update(skip_locked=True)
+    return (
+        update(Outbox)
+        .where(Outbox.id.in_(due.scalar_subquery()))
+        .values(state=SENDING, claimed_at=bindparam("now"), claimed_by=bindparam("owner"), attempts=Outbox.attempts + 1)
+        .returning(
+            Outbox.id,
+            Outbox.ticket_id,
+            Outbox.kind,
+            Outbox.recipient,
+            Outbox.message_id,
+            Outbox.automatic,
+            Outbox.payload,
+            Outbox.attempts,
+            Outbox.created_at,
+            Outbox.next_attempt_at,
+        )
+    )
+
+
+# One statement claims the batch; PostgreSQL's SKIP LOCKED lets several processes share the outbox.
+_CLAIM = _claim_statement(skip_locked=False)
+_CLAIM_SKIP_LOCKED = _claim_statement(skip_locked=True)
+
+_AUTOMATIC_SENT_SINCE = select(func.count()).where(
+    Outbox.automatic.is_(True), Outbox.sent_at >= bindparam("since")
+)
+
+
+@dataclass(frozen=True)
+class ClaimedRows:
+    """A claim as the transaction saw it; `batch()` decodes it after the commit."""
+
+    rows: list[Any]
+    automatic_sent_in_window: int
+
+    def batch(self) -> ClaimedBatch:
+        ordered = sorted(self.rows, key=lambda row: (row.next_attempt_at, row.id))
+        items = [
             OutboxItem(
                 row.id,
                 row.ticket_id,
@@ -102,23 +143,26 @@ def claim_due(session: Session, now: datetime, limit: int = 10, owner: str = "")
                 row.attempts,
                 row.created_at,
             )
-        )
-    return items
+            for row in ordered
+        ]
+        return ClaimedBatch(items, self.automatic_sent_in_window)
 
 
-@dataclass(frozen=True)
-class ClaimedBatch:
-    items: list[OutboxItem]
-    # Automatic mails that left since the window's start, counted in the claiming transaction;
-    # 0 (not counted) when no claimed row is automatic.
-    automatic_sent_in_window: int
+def claim_rows(session: Session, now: datetime, limit: int, owner: str, window_start: datetime) -> ClaimedRows:
+    """Take up to `limit` due rows, oldest due first, and count the automatic mail sent since
+    `window_start` for the circuit breaker (only when a claimed row is automatic), in one short
+    transaction: one UPDATE ... RETURNING, a COUNT on an index, nothing decoded."""
+    statement = _CLAIM_SKIP_LOCKED if session.get_bind().dialect.name == "postgresql" else _CLAIM
+    rows = list(execute(session, statement, {"now": now, "limit": limit, "owner": owner}).all())
+    sent = 0
+    if any(row.automatic for row in rows):
+        sent = int(execute(session, _AUTOMATIC_SENT_SINCE, {"since": window_start}).scalar() or 0)
+    return ClaimedRows(rows, sent)
 
 
 def claim_batch(session: Session, now: datetime, limit: int, owner: str, window_start: datetime) -> ClaimedBatch:
-    """`claim_due`, and with it the circuit breaker's count, in the same short transaction."""
-    items = claim_due(session, now, limit, owner)
-    sent = sent_since(session, window_start) if any(item.automatic for item in items) else 0
-    return ClaimedBatch(items, sent)
+    """`claim_rows`, decoded (tests and tools; the outbox worker decodes after its commit)."""
+    return claim_rows(session, now, limit, owner, window_start).batch()
 
 
 _MARK_SENT = (
@@ -167,13 +211,6 @@ def requeue_stale(session: Session, claimed_before: datetime, owner: str | None 
         dead = dead | (Outbox.claimed_by == owner)
     result = session.execute(update(Outbox).where(Outbox.state == SENDING, dead).values(state=QUEUED))
     return int(result.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE has rowcount
-
-
-def sent_since(session: Session, since: datetime, *, automatic: bool = True) -> int:
-    """How many mails of the kind left since `since`: the circuit breaker's measure."""
-    return int(
-        session.scalar(select(func.count()).where(Outbox.sent_at >= since, Outbox.automatic.is_(automatic))) or 0
-    )
 
 
 def retry(session: Session, outbox_id: int, now: datetime) -> str | None:
