@@ -18,6 +18,7 @@ from mailgate.domain.ticket import Priority
 from mailgate.rules.config_schema import RulesConfig
 from mailgate.rules.engine import ROUND_ROBIN, MessageFacts, RuleOutcome, evaluate
 from mailgate.rules.priority import highest, stated_urgency, vip_raise
+from mailgate.rules.text import split_ahead
 from mailgate.rules.timers import pick_round_robin
 from mailgate.store import tickets, timers
 from mailgate.ticket_actions import TicketActions
@@ -30,6 +31,11 @@ class Triage:
     rules: RulesConfig
     agents: tuple[Agent, ...]
     actions: TicketActions
+
+    def split_texts_ahead(self, parsed: ParsedMessage) -> None:
+        """Split the subject and body into words before the filing transaction: the keyword rules
+        then find them remembered, and the transaction (on SQLite, the one writer) is shorter."""
+        split_ahead(parsed.subject, parsed.text_body)
 
     def queue_agents(self, queue: str) -> tuple[str, ...]:
         return tuple(a.email for a in self.agents if not a.queues or queue in a.queues)

@@ -189,6 +189,7 @@ class InboundWorker:
             try:
                 for attachment in parsed.attachments:
                     self.blobs.put(attachment.data)
+                self.triage.split_texts_ahead(parsed)
                 outcome, following = self._file(item, parsed, claim_next)
             except TemporaryFailure:
                 self._release(item)

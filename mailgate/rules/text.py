@@ -11,6 +11,7 @@ import re
 import unicodedata
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 # A word is a run of letters, digits or underscores after normalisation; everything else
 # (spaces, punctuation, apostrophes) separates words, so "can't log in" is four words.
@@ -47,19 +48,41 @@ def words(text: str) -> tuple[str, ...]:
     return tuple(_WORD.findall(normalize(text)))
 
 
+@dataclass(frozen=True)
+class TextWords:
+    """A text's normalised words in order, and the same words as a set (for a quick "none of
+    these words occurs" answer)."""
+
+    ordered: tuple[str, ...]
+    present: frozenset[str]
+
+
 # Texts up to this size are remembered (a few of them, so a large mail cannot pin much memory).
 _REMEMBERED_TEXT_CHARS = 256 * 1024
 
 
-def message_words(text: str) -> tuple[str, ...]:
-    """`words(text)`, remembered for the last few texts: every keyword rule reads the same subject
-    and body of the message being filed, which are split once instead of once per rule."""
-    return _remembered_words(text) if len(text) <= _REMEMBERED_TEXT_CHARS else words(text)
+def message_words(text: str) -> TextWords:
+    """The words of `text`, remembered for the last few texts: every keyword rule reads the same
+    subject and body of the message being filed, which are split once instead of once per rule
+    (and the worker splits them before its write transaction, see `split_ahead`)."""
+    return _remembered_words(text) if len(text) <= _REMEMBERED_TEXT_CHARS else _text_words(text)
+
+
+def split_ahead(*texts: str) -> None:
+    """Split texts into words now, so that the keyword rules evaluated later (inside the filing
+    transaction, which holds the database's one writer on SQLite) find them remembered."""
+    for text in texts:
+        message_words(text)
+
+
+def _text_words(text: str) -> TextWords:
+    ordered = words(text)
+    return TextWords(ordered, frozenset(ordered))
 
 
 @functools.lru_cache(maxsize=8)
-def _remembered_words(text: str) -> tuple[str, ...]:
-    return words(text)
+def _remembered_words(text: str) -> TextWords:
+    return _text_words(text)
 
 
 class KeywordMatcher:
@@ -80,6 +103,8 @@ class KeywordMatcher:
                 raise ValueError(f"keyword {phrase!r} has no letters or digits")
             self._insert(tokens, index)
         self._link()
+        # Every phrase starts with one of these: a text containing none of them holds no phrase.
+        self._first_words = frozenset(self._goto[0])
 
     def _insert(self, tokens: tuple[str, ...], index: int) -> None:
         state = 0
@@ -112,9 +137,12 @@ class KeywordMatcher:
 
     def find(self, text: str) -> str | None:
         """The phrase (as configured) that ends first in the text, or None."""
+        text_words = message_words(text)
+        if self._first_words.isdisjoint(text_words.present):
+            return None
         goto, fail, found = self._goto, self._fail, self._found
         state = 0
-        for token in message_words(text):
+        for token in text_words.ordered:
             while state and token not in goto[state]:
                 state = fail[state]
             state = goto[state].get(token, 0)

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from mailgate.rules.text import KeywordMatcher, contains_word, normalize, words
+from mailgate.rules import text as text_module
+from mailgate.rules.text import KeywordMatcher, contains_word, normalize, split_ahead, words
 
 
 def test_normalize_drops_accents_and_case() -> None:
@@ -67,3 +68,19 @@ def test_matching_is_linear() -> None:
     assert matcher.find(text) is None
     assert time.perf_counter() - started < 1.0
     assert words("a-b c_d") == ("a", "b", "c_d")
+
+
+def test_a_text_without_any_first_word_is_answered_without_walking_it() -> None:
+    matcher = KeywordMatcher(["server down", "urgent"])
+    assert matcher.find("the download of the server is slow") is None  # "server" there, "down" not
+    assert matcher.find("nothing here at all") is None
+    assert matcher.find("Server DOWN since noon") == "server down"
+
+
+def test_texts_split_ahead_are_found_remembered() -> None:
+    text = "A body split before the filing transaction, then read by every keyword rule."
+    split_ahead(text)
+    before = text_module._remembered_words.cache_info()
+    assert KeywordMatcher(["keyword rule"]).find(text) == "keyword rule"
+    after = text_module._remembered_words.cache_info()
+    assert (after.hits, after.misses) == (before.hits + 1, before.misses)
