@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.errors import StorageFull, TemporaryFailure
 from mailgate.store.db import READ_ONLY, REPEATABLE
+from mailgate.store.wal_sync import wal_sync_for
 from mailgate.store.writer_lock import writer_lock_for
 
 T = TypeVar("T")
@@ -41,7 +42,8 @@ class Store:
     """The database as units of work: `run(work)` commits `work(session)` or rolls it back.
 
     On SQLite, `run` takes the write lock at BEGIN (and the writer lock file first, see
-    writer_lock.py); `read` is for units that only look, and waits for no writer.
+    writer_lock.py) and syncs the log after giving both back (wal_sync.py); `read` is for units
+    that only look, and waits for no writer.
     """
 
     def __init__(self, engine: Engine, busy_timeout_seconds: float = 5.0, *, urgent_writes: bool = False) -> None:
@@ -53,10 +55,18 @@ class Store:
         # urgent_writes: someone waits for each commit (an SMTP client for its 250), so on SQLite
         # this store's writers go before the others' next turn (writer_lock.py).
         self._writer_lock = writer_lock_for(sqlite_file, busy_timeout_seconds, urgent=urgent_writes)
+        self._wal = wal_sync_for(sqlite_file)
 
     def run(self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `work` in one transaction; database outages become TemporaryFailure."""
-        return self._write(self._sessions, work, *args, **kwargs)
+        """Run `work` in one transaction, on disk when this returns; database outages become
+        TemporaryFailure. On an SQLite file the commit does not wait for the disk inside the
+        writer's turn: the log is synced after the turn is over (wal_sync.py), so the other
+        writers do not wait for this one's fsync."""
+        if self._wal is None:
+            return self._write(self._sessions, work, *args, **kwargs)
+        result = self._write(self._repeatables, work, *args, **kwargs)
+        self._wal.sync()
+        return result
 
     def run_repeatable(
         self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
@@ -115,6 +125,8 @@ class Store:
         self.engine.dispose()
         if self._writer_lock is not None:
             self._writer_lock.close()
+        if self._wal is not None:
+            self._wal.close()
 
 
 def _short(error: BaseException) -> str:

@@ -1,14 +1,20 @@
-"""Store's three kinds of unit of work, on both databases: durable writes, repeatable writes, reads."""
+"""Store's three kinds of unit of work, on both databases: durable writes, repeatable writes, reads;
+and on SQLite, how a durable write reaches the disk after the writer's turn (store/wal_sync.py)."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from mailgate.store import inbound, schema
+from mailgate.errors import StorageFull, TemporaryFailure
+from mailgate.store import inbound, schema, wal_sync
 from mailgate.store.db import make_engine
 from mailgate.store.transaction import Store
 
@@ -22,7 +28,7 @@ def store(db_url: str) -> Iterator[Store]:
     built.dispose()
 
 
-def _durability(session: Session) -> str:
+def _commit_setting(session: Session) -> str:
     if session.get_bind().dialect.name == "sqlite":
         level = session.execute(text("PRAGMA synchronous")).scalar_one()
         return {1: "no wait", 2: "waits for the disk"}[int(level)]
@@ -30,16 +36,85 @@ def _durability(session: Session) -> str:
     return {"off": "no wait", "on": "waits for the disk"}[setting]
 
 
-def test_run_waits_for_the_disk_and_run_repeatable_does_not(store: Store) -> None:
-    assert store.run(_durability) == "waits for the disk"
-    assert store.run_repeatable(_durability) == "no wait"
-    assert store.run(_durability) == "waits for the disk", "a pooled connection does not keep the last setting"
-    assert store.run_repeatable(_durability) == "no wait"
+_REAL_FSYNC = os.fsync
+
+
+class FsyncRecorder:
+    """os.fsync as wal_sync.py calls it: what each call synced, and whether the writer lock was free."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.calls: list[tuple[str, bool]] = []
+
+    def __call__(self, fd: int) -> None:
+        self.calls.append((os.readlink(f"/proc/self/fd/{fd}"), self._writer_lock_free()))
+        _REAL_FSYNC(fd)
+
+    def _writer_lock_free(self) -> bool:
+        lock = self.store._writer_lock
+        assert lock is not None
+        probe = os.open(lock.path, os.O_RDWR)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(probe)
+        return True
+
+
+def test_run_is_durable_and_run_repeatable_does_not_wait(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: run commits with synchronous_commit on, run_repeatable with it off. SQLite:
+    both commit without waiting inside the writer's turn; run then syncs the log, after the turn."""
+    sqlite = store.engine.dialect.name == "sqlite"
+    fsyncs = FsyncRecorder(store)
+    monkeypatch.setattr(wal_sync.os, "fsync", fsyncs)
+    assert store.run(_commit_setting) == ("no wait" if sqlite else "waits for the disk")
+    assert store.run_repeatable(_commit_setting) == "no wait"
+    assert store.run(_commit_setting) == ("no wait" if sqlite else "waits for the disk")
+    assert store.run_repeatable(_commit_setting) == "no wait"
+    if not sqlite:
+        assert fsyncs.calls == []
+        return
+    database = str(store.engine.url.database)
+    wal, directory = f"{database}-wal", os.path.dirname(database)
+    # The first sync also syncs the log's directory entry; later ones only the log, each with the writer lock free.
+    assert fsyncs.calls == [(wal, True), (directory, True), (wal, True)]
+
+
+def test_a_new_log_file_has_its_directory_synced_again(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's write-ahead log")
+    fsyncs = FsyncRecorder(store)
+    monkeypatch.setattr(wal_sync.os, "fsync", fsyncs)
+    now = datetime.now(UTC)
+    store.run(inbound.enqueue, b"Subject: 1\r\n\r\none\r\n", inbound.Envelope("smtp"), now)
+    database = str(store.engine.url.database)
+    store.engine.dispose()  # the last connection closes: SQLite checkpoints and deletes the log
+    assert not os.path.exists(f"{database}-wal")
+    store.run(inbound.enqueue, b"Subject: 2\r\n\r\ntwo\r\n", inbound.Envelope("smtp"), now)
+    wal, directory = f"{database}-wal", os.path.dirname(database)
+    assert fsyncs.calls == [(wal, True), (directory, True), (wal, True), (directory, True)]
+    assert store.read(inbound.count_by_state) == {"queued": 2}
+
+
+def test_a_failed_log_sync_is_a_temporary_failure(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commit happened but is not known to be on disk: the caller must not act on it (4xx)."""
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's write-ahead log")
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(wal_sync.os, "fsync", failing)
+    with pytest.raises(TemporaryFailure, match="database log not synced"):
+        store.run(inbound.count_by_state)
+    monkeypatch.setattr(wal_sync.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    with pytest.raises(StorageFull):
+        store.run(inbound.count_by_state)
 
 
 def test_a_repeatable_commit_is_visible_to_the_next_unit(store: Store) -> None:
-    from datetime import UTC, datetime
-
     now = datetime.now(UTC)
     inbound_id = store.run(inbound.enqueue, b"Subject: x\r\n\r\nbody\r\n", inbound.Envelope("smtp"), now)
     item = store.run_repeatable(inbound.claim_next, 3, now, "me")
