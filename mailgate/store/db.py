@@ -1,4 +1,4 @@
-"""Engine factory: SQLite in WAL mode with synchronous=FULL and BEGIN IMMEDIATE, or PostgreSQL.
+"""Engine factory: SQLite in WAL mode with BEGIN IMMEDIATE, or PostgreSQL.
 
 A transaction that claims work and updates it must not interleave with another, so SQLite
 writers take the write lock at BEGIN (SQLAlchemy's documented pysqlite recipe); read-only units
@@ -19,7 +19,8 @@ from sqlalchemy.engine import make_url
 # Execution option of the engine Store.read uses: on SQLite, BEGIN (deferred) instead of IMMEDIATE.
 READ_ONLY = "mailgate_read_only"
 # Execution option of Store.run_repeatable: the commit does not wait for the disk (SQLite
-# synchronous=NORMAL, PostgreSQL synchronous_commit=off). The next commit that does wait makes
+# synchronous=NORMAL, PostgreSQL synchronous_commit=off). On SQLite, Store.run uses it too and
+# then syncs the log itself, outside the writer's turn (store/wal_sync.py). The next commit that does wait makes
 # it durable too, as both logs are written in order; see Store.run_repeatable for when that is safe.
 REPEATABLE = "mailgate_repeatable"
 
@@ -95,7 +96,8 @@ def _make_sqlite_engine(url: str, busy_timeout_seconds: float) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         _use_wal(cursor, busy_timeout_seconds)
-        # FULL: a commit is on disk before it returns, which is what a 250 reply promises.
+        # FULL for work outside Store (schema upgrades, tools): a commit is on disk when it returns.
+        # Store's units of work set NORMAL and, when durable, sync the log themselves (wal_sync.py).
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
@@ -108,6 +110,7 @@ def _make_sqlite_engine(url: str, busy_timeout_seconds: float) -> Engine:
             # A unit of work that only reads waits for no writer (WAL readers see the last commit).
             connection.exec_driver_sql("BEGIN")
             return
+        # Store.run on a database file commits with NORMAL too and syncs the log after the writer's turn.
         synchronous = "NORMAL" if options.get(REPEATABLE, False) else "FULL"
         if connection.info.get("synchronous") != synchronous:
             connection.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
