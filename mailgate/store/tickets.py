@@ -81,15 +81,29 @@ def ticket_number_of_message(session: Session, message_id: str) -> int | None:
     return None if found is None else int(found)
 
 
+# Message-IDs looked up per statement: a prebuilt statement per list length up to this (most
+# replies name one to three), longer lists in slices of it.
+_REFERENCES_PER_LOOKUP = 8
+_TICKETS_OF_MESSAGES = {
+    size: select(Message.message_id, Message.ticket_id).where(
+        Message.message_id.in_([bindparam(f"m{index}") for index in range(size)])
+    )
+    for size in range(1, _REFERENCES_PER_LOOKUP + 1)
+}
+# A message names at most this many (the oldest References beyond it are not looked up).
+_MAX_REFERENCES = 100
+
+
 def nearest_referenced_ticket_id(session: Session, message_ids: tuple[str, ...]) -> int | None:
     """The id of the ticket of the first of `message_ids` (nearest parent first) that is stored."""
-    if not message_ids:
-        return None
-    rows = session.execute(
-        select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(message_ids[:100]))
-    ).all()
-    by_message = {message_id: ticket_id for message_id, ticket_id in rows}
-    return next((by_message[m] for m in message_ids if m in by_message), None)
+    wanted = message_ids[:_MAX_REFERENCES]
+    by_message: dict[str, int] = {}
+    for start in range(0, len(wanted), _REFERENCES_PER_LOOKUP):
+        part = wanted[start : start + _REFERENCES_PER_LOOKUP]
+        statement = _TICKETS_OF_MESSAGES[len(part)]
+        rows = execute(session, statement, {f"m{index}": value for index, value in enumerate(part)}).all()
+        by_message.update((message_id, ticket_id) for message_id, ticket_id in rows)
+    return next((by_message[m] for m in wanted if m in by_message), None)
 
 
 class TicketRefs:

@@ -13,9 +13,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from mailgate.domain.ticket import Priority
 from mailgate.errors import StorageFull, TemporaryFailure
-from mailgate.store import inbound, schema, wal_sync
+from mailgate.store import inbound, schema, tickets, wal_sync
 from mailgate.store.db import make_engine
+from mailgate.store.models import Message
 from mailgate.store.transaction import Store
 
 
@@ -132,3 +134,28 @@ def test_a_read_unit_does_not_wait_for_a_writer(store: Store) -> None:
         assert writer.in_transaction()
         assert store.read(inbound.count_by_state) == {}
         writer.rollback()
+
+
+def test_the_nearest_stored_parent_is_found_among_many_references(store: Store) -> None:
+    """Looked up eight Message-IDs per statement: the nearest stored one wins, wherever it is."""
+    now = datetime.now(UTC)
+
+    def file_two(session: Session) -> tuple[int, int]:
+        opened = [
+            tickets.create_ticket(
+                session, subject=subject, queue="support", requester_id=None, priority=Priority.MEDIUM, now=now
+            )[0]
+            for subject in ("one", "two")
+        ]
+        first, second = opened
+        for ticket_id, message_id in ((first, "far@x"), (second, "near@x")):
+            session.add(Message(ticket_id=ticket_id, direction="in", message_id=message_id, created_at=now))
+        return first, second
+
+    first, second = store.run(file_two)
+    unknown = tuple(f"gone-{index}@x" for index in range(20))
+    lookup = tickets.nearest_referenced_ticket_id
+    assert store.read(lookup, ("near@x", *unknown, "far@x")) == second
+    assert store.read(lookup, (*unknown[:9], "far@x", *unknown[9:], "near@x")) == first
+    assert store.read(lookup, unknown) is None
+    assert store.read(lookup, ()) is None
