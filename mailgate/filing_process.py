@@ -125,7 +125,11 @@ async def serve(reports: Reports) -> int:
         new = FilingProcessSettings.from_json(line)
         use_filing_parts(worker, actions, filing_parts(new.config, secret, actions, new.owner))
 
-    return await serve_worker("filing", worker, parent, reports, apply_settings, store.dispose)
+    def clean_up() -> None:
+        worker.blobs.close()
+        store.dispose()
+
+    return await serve_worker("filing", worker, parent, reports, apply_settings, clean_up)
 
 
 def main(argv: list[str]) -> int:

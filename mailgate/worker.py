@@ -29,7 +29,7 @@ from mailgate.mail.parse import parse_message
 from mailgate.mail.tokens import outbox_of_bounce_address
 from mailgate.metrics import Metrics
 from mailgate.store import inbound
-from mailgate.store.blobs import BlobStore
+from mailgate.store.blobs import BlobStore, BlobsWritten
 from mailgate.store.transaction import Store
 from mailgate.threading import candidate_message_ids, find_subject_tag
 from mailgate.triage import Triage
@@ -187,10 +187,10 @@ class InboundWorker:
                 # Piped mail is queued by another process and the IMAP pollers keep no counter: count it here.
                 self.metrics.received.inc(item.envelope.source)
             try:
-                for attachment in parsed.attachments:
-                    self.blobs.put(attachment.data)
+                # Written while the message is filed; its transaction waits for them before committing.
+                blobs = self.blobs.start_writing([attachment.data for attachment in parsed.attachments])
                 self.triage.split_texts_ahead(parsed)
-                outcome, following = self._file(item, parsed, claim_next)
+                outcome, following = self._file(item, parsed, claim_next, blobs)
             except TemporaryFailure:
                 self._release(item)
                 raise
@@ -244,14 +244,14 @@ class InboundWorker:
         return any("+" in recipient.partition("@")[0] for recipient in item.envelope.rcpt_tos)
 
     def _file(
-        self, item: inbound.InboundItem, parsed: ParsedMessage, claim_next: bool
+        self, item: inbound.InboundItem, parsed: ParsedMessage, claim_next: bool, blobs: BlobsWritten
     ) -> tuple[FilingOutcome, inbound.InboundItem | None]:
         try:
-            return self.store.run_repeatable(self._file_in_session, item, parsed, claim_next)
+            return self.store.run_repeatable(self._file_in_session, item, parsed, claim_next, blobs)
         except IntegrityError:
             # Another worker stored the same Message-ID between our look-up and our insert: run
             # again, and the duplicate check now sees it.
-            return self.store.run_repeatable(self._file_in_session, item, parsed, claim_next)
+            return self.store.run_repeatable(self._file_in_session, item, parsed, claim_next, blobs)
 
     def _arrival(self, item: inbound.InboundItem, parsed: ParsedMessage) -> Arrival:
         """What the envelope and the raw bytes say beyond the parsed message: bounces, the null sender."""
@@ -272,7 +272,7 @@ class InboundWorker:
         )
 
     def _file_in_session(
-        self, session: Session, item: inbound.InboundItem, parsed: ParsedMessage, claim_next: bool
+        self, session: Session, item: inbound.InboundItem, parsed: ParsedMessage, claim_next: bool, blobs: BlobsWritten
     ) -> tuple[FilingOutcome, inbound.InboundItem | None]:
         now = self.clock.now()
         outcome = file_message(
@@ -290,6 +290,7 @@ class InboundWorker:
         following = None
         if claim_next:
             following = inbound.claim_next(session, self.settings.max_attempts, now, self.settings.owner)
+        blobs.wait()  # no commit names an attachment that is not on disk
         return outcome, following
 
     def _fail(self, item: inbound.InboundItem, reason: str) -> None:

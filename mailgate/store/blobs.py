@@ -2,21 +2,65 @@
 
 A blob's path is derived from its sha256 alone. Files are written to a temporary name, fsync'd
 and renamed, so a crash never leaves a half-written blob under a final name.
+
+The worker writes a message's attachments in the background (`start_writing`) while it files
+the message, and its filing transaction waits for them before it commits: the two fsyncs per
+file (about 2 ms) overlap the filing work instead of preceding it, and no commit naming a blob
+happens before the blob is on disk.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from mailgate.errors import StorageFull, TemporaryFailure
+
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
+class BlobsWritten:
+    """Blobs being written in the background; `wait` returns once all are on disk."""
+
+    def __init__(self, writes: list[Future[str]]) -> None:
+        self._writes = writes
+
+    def wait(self) -> list[str]:
+        """Their sha256s, in order; StorageFull or TemporaryFailure when one could not be written."""
+        try:
+            return [write.result() for write in self._writes]
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull(f"attachment store is full: {error}") from error
+            raise TemporaryFailure(f"attachment not stored: {error}") from error
 
 
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._writer: ThreadPoolExecutor | None = None
+        self._writer_lock = threading.Lock()
+
+    def start_writing(self, blobs: Sequence[bytes]) -> BlobsWritten:
+        """Write `blobs` in a background thread, one after another, while the caller goes on."""
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="blob-writer")
+            writer = self._writer
+        return BlobsWritten([writer.submit(self.put, data) for data in blobs])
+
+    def close(self) -> None:
+        """Finish the background writes and end their thread."""
+        with self._writer_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown(wait=True)
 
     def path_for(self, sha256: str) -> Path:
         if not _SHA256_RE.fullmatch(sha256):
@@ -30,7 +74,7 @@ class BlobStore:
         if final.exists() and final.stat().st_size == len(data):
             return sha256
         final.parent.mkdir(parents=True, exist_ok=True)
-        temporary = final.with_name(f".{sha256}.{os.getpid()}.tmp")
+        temporary = final.with_name(f".{sha256}.{os.getpid()}.{threading.get_ident()}.tmp")
         with temporary.open("wb") as handle:
             handle.write(data)
             handle.flush()

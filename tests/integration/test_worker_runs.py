@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import time
 from typing import Any
 
 import pytest
 
 from mailgate import worker as worker_module
 from mailgate.app import App
+from mailgate.errors import StorageFull
 from mailgate.store import inbound
+from mailgate.store.blobs import BlobStore
 from tests.integration.helpers import inbound_rows, tickets
 from tests.support.mailfactory import make_mail
 
@@ -97,3 +101,36 @@ async def test_a_failed_filing_claims_nothing_and_the_next_message_is_filed(idle
     rows = sorted(inbound_rows(app), key=lambda row: row.id)
     assert [(row.state, row.attempts) for row in rows] == [("failed", 1), ("done", 1)]
     assert "filing bug" in (rows[0].last_error or "")
+
+
+async def test_attachments_written_in_the_background_are_on_disk_before_the_filing_commits(
+    idle_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The filing transaction waits for its attachments: one that cannot be written (a full disk)
+    rolls the filing back and the message waits in the queue; once written, it is filed with it."""
+    app = idle_app
+    raw = make_mail(subject="With a file", attachments=[("report.pdf", "application/pdf", b"%PDF-1.4 " * 300)])
+    app.store.run(inbound.enqueue, raw, inbound.Envelope("smtp", "", ("support@example.com",)), app.clock.now())
+    written: list[str] = []
+    original_put = BlobStore.put
+
+    def slow_then_full(store: BlobStore, data: bytes) -> str:
+        time.sleep(0.2)  # the filing work is done long before this
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(BlobStore, "put", slow_then_full)
+    with pytest.raises(StorageFull, match="attachment store is full"):
+        await app.worker.process_one()
+    assert tickets(app) == []
+    assert [row.state for row in inbound_rows(app)] == ["queued"]
+
+    def slow(store: BlobStore, data: bytes) -> str:
+        time.sleep(0.2)
+        sha256 = original_put(store, data)
+        written.append(sha256)
+        return sha256
+
+    monkeypatch.setattr(BlobStore, "put", slow)
+    assert await app.worker.process_one()
+    assert len(tickets(app)) == 1 and [row.state for row in inbound_rows(app)] == ["done"]
+    assert len(written) == 1 and app.worker.blobs.path_for(written[0]).read_bytes() == b"%PDF-1.4 " * 300
