@@ -31,6 +31,7 @@ from mailgate.metrics import Metrics
 from mailgate.store import inbound
 from mailgate.store.blobs import BlobStore, BlobsWritten
 from mailgate.store.transaction import Store
+from mailgate.thread_order import ThreadOrder
 from mailgate.threading import candidate_message_ids, find_subject_tag
 from mailgate.triage import Triage
 from mailgate.waiting import wait_first
@@ -84,6 +85,7 @@ class InboundWorker:
         self.settings = settings
         self.wakeup = asyncio.Event()
         self._seemed_empty = False
+        self.thread_order = ThreadOrder()
 
     def notify(self) -> None:
         """New work was queued; wake the worker now instead of at the next poll."""
@@ -216,16 +218,21 @@ class InboundWorker:
 
         A mail that may belong to an existing thread (it names a parent message, carries our
         subject tag or is addressed to a tagged address of ours: replies, agents' mail, bounces)
-        waits while an older message is still queued or being filed by a live worker: that one
-        may be its request, or an earlier reply in its thread. New requests never wait. Past
-        IN_FLIGHT_WAIT_SECONDS it goes back to the queue for a moment. True when it was put back."""
+        waits while an older message that may be of its thread (thread_order.py) is still queued
+        or being filed by a live worker: its request, or an earlier reply in its thread. New
+        requests never wait. Past IN_FLIGHT_WAIT_SECONDS it goes back to the queue for a moment.
+        True when it was put back."""
         if not self._may_join_a_thread(item, parsed):
             return False
+        policy = self.settings.policy
+        where = {"subject_tag": policy.subject_tag, "domain": policy.domain}
+        keys = self.thread_order.keys_of(parsed, item.envelope.rcpt_tos, **where)
         deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
         pause = 0.0005
         while True:
             alive_since = self.clock.now() - self.settings.claim_timeout
-            if not self.store.read(inbound.older_mail_in_flight, item.id, alive_since):
+            check = self.thread_order.older_of_its_thread_in_flight
+            if not self.store.read(check, item.id, keys, alive_since, **where):
                 return False
             if time.monotonic() >= deadline:
                 break

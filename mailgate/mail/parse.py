@@ -99,6 +99,33 @@ def parse_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMes
     )
 
 
+@dataclass(frozen=True)
+class ThreadHeaders:
+    """The headers that place a message in a thread, read as parse_message reads them."""
+
+    message_id: str | None  # None when it has none usable (parse_message makes one up)
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    subject: str
+
+
+def thread_headers(head: bytes, *, whole: bool) -> ThreadHeaders | None:
+    """The thread headers from the start of a message's raw bytes (`whole`: all of them);
+    None when its header block may go on past `head`."""
+    end = header_block_end(head)
+    if not whole and end >= len(head):
+        return None
+    fields = _header_fields(head, _Defects())
+    ids = parse_message_ids(" ".join(_values(fields, "message-id")[:1]))
+    subjects = _values(fields, "subject")
+    return ThreadHeaders(
+        message_id=ids[0] if ids else None,
+        in_reply_to=parse_message_ids(" ".join(_values(fields, "in-reply-to"))),
+        references=parse_message_ids(" ".join(_values(fields, "references"))),
+        subject=sanitize_header_value(decode_header_value(subjects[0])) if subjects else "",
+    )
+
+
 # --- headers ----------------------------------------------------------------------------------
 
 

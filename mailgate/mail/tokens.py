@@ -68,6 +68,12 @@ def reply_address(secret: bytes, mailbox: str, *, ticket: int, agent: str) -> st
     return _plus_address(mailbox, f"t{ticket}.{sign(secret, 'reply', str(ticket), agent.lower())}")
 
 
+def ticket_of_reply_address(address: str) -> int | None:
+    """The ticket a reply address of ours names, without checking its signature (a hint, not proof)."""
+    match = re.fullmatch(r"t(\d{1,12})\.[a-z2-7]{16}", _plus_tag(address) or "", re.IGNORECASE)
+    return int(match.group(1)) if match else None
+
+
 def verify_reply_address(secret: bytes, address: str, *, sender: str) -> int | None:
     """The ticket number when `address` is a reply address we issued to `sender` for it."""
     tag = _plus_tag(address)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Integer, LargeBinary, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from mailgate.store.core import execute
@@ -114,11 +114,36 @@ _OLDER_IN_FLIGHT = (
 )
 
 
-def older_mail_in_flight(session: Session, inbound_id: int, alive_since: datetime) -> bool:
-    """True while a message older than `inbound_id` is still queued or being filed (by a worker
-    that claimed it after `alive_since`, so not a dead one's): it may belong to the same thread."""
-    older = execute(session, _OLDER_IN_FLIGHT, {"inbound_id": inbound_id, "alive_since": alive_since}).first()
-    return older is not None
+@dataclass(frozen=True)
+class OlderMail:
+    """A message older than the one asking, still queued or being filed: its start and envelope."""
+
+    id: int
+    head: bytes  # the first `head_bytes` of its raw bytes
+    whole: bool  # head is all of it
+    rcpt_tos: tuple[str, ...]
+
+
+def _older_in_flight(head_bytes: int) -> Any:
+    head = func.substr(Inbound.raw, 1, head_bytes, type_=LargeBinary)
+    return _OLDER_IN_FLIGHT.with_only_columns(Inbound.id, head.label("head"), Inbound.size, Inbound.rcpt_tos).limit(
+        bindparam("limit", type_=Integer)
+    )
+
+
+# The start of a message that holds its headers, unless they are hostile: read to tell its thread.
+HEAD_BYTES = 32 * 1024
+_OLDER_IN_FLIGHT_HEADS = _older_in_flight(HEAD_BYTES)
+
+
+def older_mail_in_flight(session: Session, inbound_id: int, alive_since: datetime, limit: int) -> list[OlderMail]:
+    """Up to `limit` messages older than `inbound_id` that are still queued or being filed (by a
+    worker that claimed them after `alive_since`, so not a dead one's): they may be of its thread."""
+    parameters = {"inbound_id": inbound_id, "alive_since": alive_since, "limit": limit}
+    return [
+        OlderMail(row.id, bytes(row.head), row.size <= HEAD_BYTES, tuple(json.loads(row.rcpt_tos)))
+        for row in execute(session, _OLDER_IN_FLIGHT_HEADS, parameters).all()
+    ]
 
 
 def claim_next(session: Session, max_attempts: int, now: datetime, owner: str = "") -> InboundItem | None:

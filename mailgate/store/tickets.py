@@ -106,6 +106,25 @@ def nearest_referenced_ticket_id(session: Session, message_ids: tuple[str, ...])
     return next((by_message[m] for m in wanted if m in by_message), None)
 
 
+_NUMBERS_OF_MESSAGES = {
+    size: select(Message.message_id, Ticket.number)
+    .join(Ticket, Message.ticket_id == Ticket.id)
+    .where(Message.message_id.in_([bindparam(f"m{index}") for index in range(size)]))
+    for size in range(1, _REFERENCES_PER_LOOKUP + 1)
+}
+
+
+def ticket_numbers_of_messages(session: Session, message_ids: Iterable[str]) -> set[int]:
+    """The numbers of the tickets the stored ones of `message_ids` belong to."""
+    wanted = list(message_ids)[:_MAX_REFERENCES]
+    numbers: set[int] = set()
+    for start in range(0, len(wanted), _REFERENCES_PER_LOOKUP):
+        part = wanted[start : start + _REFERENCES_PER_LOOKUP]
+        rows = execute(session, _NUMBERS_OF_MESSAGES[len(part)], {f"m{i}": value for i, value in enumerate(part)})
+        numbers.update(int(number) for _, number in rows.all())
+    return numbers
+
+
 class TicketRefs:
     """Tickets as threading sees them, each read once per transaction however often it is named
     (a reply's References, our signed Message-ID and its subject tag usually name one ticket)."""
