@@ -42,6 +42,8 @@ def make_config(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Conf
         ],
         "agents": [{"email": "agent@example.com", "name": "Agnes Agent", "queues": ["support"]}],
         "outgoing": {"separate_process": False},
+        # One worker: the tests reach into it (tests/integration/test_filing_processes.py runs more).
+        "worker": {"processes": 1},
     }
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values} if isinstance(values, dict) else values

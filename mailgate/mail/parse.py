@@ -111,9 +111,9 @@ class ThreadHeaders:
 
 def thread_headers(head: bytes, *, whole: bool) -> ThreadHeaders | None:
     """The thread headers from the start of a message's raw bytes (`whole`: all of them);
-    None when its header block may go on past `head`."""
+    None when its header block may go on past `head` (a cut head must show the blank line)."""
     end = header_block_end(head)
-    if not whole and end >= len(head):
+    if not whole and head[end : end + 1] not in (b"\r", b"\n"):
         return None
     fields = _header_fields(head, _Defects())
     ids = parse_message_ids(" ".join(_values(fields, "message-id")[:1]))

@@ -94,3 +94,17 @@ def test_the_example_configuration_travels_pickled_to_the_filing_processes() -> 
     config = build_config(data, base)
     assert len(config.rules.rules) == 4
     assert pickle.loads(pickle.dumps(config)) == config
+
+
+def test_filing_processes_are_two_on_two_cores_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`processes = "auto"` (the default): 2 where the daemon may use two cores or more, else 1."""
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert build_config({}, tmp_path).worker.processes == 2
+    assert build_config({"worker": {"processes": "auto"}}, tmp_path).worker.processes == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert build_config({}, tmp_path).worker.processes == 1
+    assert build_config({"worker": {"processes": 3}}, tmp_path).worker.processes == 3
+    with pytest.raises(ConfigError, match=r'worker.processes: expected "auto" or an integer from 1 to 16, got 17'):
+        build_config({"worker": {"processes": 17}}, tmp_path)

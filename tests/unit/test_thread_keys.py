@@ -75,6 +75,11 @@ def test_thread_headers_read_what_parse_message_reads() -> None:
 
 
 def test_a_header_block_cut_short_cannot_be_read() -> None:
-    raw = make_mail(extra_headers={"X-Long": "x" * 500})
-    assert thread_headers(raw[:300], whole=False) is None
-    assert thread_headers(raw, whole=False) is not None  # its body follows the blank line
+    """Wherever the cut falls (in a name, a value, a line break), a header block that does not
+    end in the head is not read; a whole one is."""
+    raw = make_mail(extra_headers={"X-Long": "x" * 500, "X-Other": "y"})
+    blank = raw.index(b"\r\n\r\n")
+    for cut in range(1, blank + 2):
+        assert thread_headers(raw[:cut], whole=False) is None, cut
+    assert thread_headers(raw[: blank + 3], whole=False) is not None
+    assert thread_headers(raw, whole=False) is not None
