@@ -392,7 +392,7 @@ class App:
         if self._listener is not None:
             self._listener.close()
         clean = await self._finish_tasks(deadline - loop.time()) and outbox_clean
-        await asyncio.to_thread(self.worker.blobs.close)
+        await asyncio.to_thread(self.worker.close)
         await asyncio.to_thread(self.store.dispose)
         remove_log_processor(self.metrics.count_log_event)
         if self._lock is not None:

@@ -126,7 +126,7 @@ async def serve(reports: Reports) -> int:
         use_filing_parts(worker, actions, filing_parts(new.config, secret, actions, new.owner))
 
     def clean_up() -> None:
-        worker.blobs.close()
+        worker.close()
         store.dispose()
 
     return await serve_worker("filing", worker, parent, reports, apply_settings, clean_up)

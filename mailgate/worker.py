@@ -9,8 +9,10 @@ goes on with the next one.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from mailgate.agent_mail import AgentDesk
 from mailgate.clock import Clock
+from mailgate.cpu_share import lower_this_thread
 from mailgate.domain.message import ParsedMessage
 from mailgate.errors import PermanentFailure, TemporaryFailure
 from mailgate.filing import Arrival, FilingOutcome, FilingPolicy, file_message
@@ -86,6 +89,13 @@ class InboundWorker:
         self.wakeup = asyncio.Event()
         self._seemed_empty = False
         self.thread_order = ThreadOrder()
+        # Filing runs in a thread of its own, at a lower priority than SMTP acceptance (cpu_share.py).
+        self._filing_thread = ThreadPoolExecutor(1, thread_name_prefix="filing", initializer=lower_this_thread)
+
+    def close(self) -> None:
+        """End the filing thread and the attachment writer (after the last run)."""
+        self._filing_thread.shutdown(wait=True)
+        self.blobs.close()
 
     def notify(self) -> None:
         """New work was queued; wake the worker now instead of at the next poll."""
@@ -137,7 +147,10 @@ class InboundWorker:
         if self._seemed_empty and not await self.store.call_read(inbound.has_queued):
             # Idle polls look without taking the write lock the acceptance side needs.
             return 0
-        handled = await asyncio.to_thread(self._claim_and_handle_some, stop, limit)
+        run = contextvars.copy_context().run
+        handled = await asyncio.get_running_loop().run_in_executor(
+            self._filing_thread, run, self._claim_and_handle_some, stop, limit
+        )
         self._seemed_empty = handled == 0
         if handled and self.on_filed is not None:
             self.on_filed()

@@ -29,6 +29,7 @@ from mailgate.child_process import (
     serve_worker,
 )
 from mailgate.clock import Clock, SystemClock
+from mailgate.cpu_share import lower_this_process
 from mailgate.logs import configure_logging
 from mailgate.metrics import Metrics
 from mailgate.notify.outbox_worker import OutboxSettings, OutboxWorker
@@ -132,6 +133,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m mailgate.notify.outbox_process  (started by `mailgate run`)", file=sys.stderr)
         return 64
     die_with_parent()
+    lower_this_process()  # sending yields the CPU to SMTP acceptance (cpu_share.py)
     return run_child(lambda: serve(Reports(sys.stdout.buffer)))
 
 
