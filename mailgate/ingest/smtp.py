@@ -16,13 +16,14 @@ from typing import Any
 
 import structlog
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP, syntax
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 
 from mailgate.domain.mailbox import Mailbox
 from mailgate.errors import StorageFull, TemporaryFailure
 from mailgate.ingest.group_commit import GroupCommitter
+from mailgate.ingest.smtp_data import read_mail_data
 from mailgate.rules.routing import resolve_mailbox
 from mailgate.store import inbound
 
@@ -97,6 +98,36 @@ class _GuardedProtocol:
     async def push(self, status: str | bytes) -> None:
         encoded = status.encode("ascii", "replace") if isinstance(status, str) else status
         await super().push(_REPLY_REWRITES.get(encoded, encoded))  # type: ignore[misc]  # mixin over SMTP
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA command with the data read in runs, not lines (smtp_data.py)."""
+        protocol: Any = self  # the SMTP (or LMTP) this class is mixed into
+        if await protocol.check_helo_needed() or await protocol.check_auth_needed("DATA"):
+            return
+        if not protocol.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            data = await read_mail_data(
+                protocol._reader, size_limit=protocol.data_size_limit, line_limit=protocol.line_length_limit
+            )
+        except asyncio.IncompleteReadError:
+            log.info("smtp_connection_lost_during_data")
+            protocol._writer.close()
+            return
+        if data.refusal is not None:
+            await self.push(data.refusal)
+            protocol._set_post_data_state()
+            return
+        protocol.envelope.content = protocol.envelope.original_content = data.content
+        status = await protocol._call_handler_hook("DATA")
+        protocol._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
 
 class GuardedSMTP(_GuardedProtocol, SMTP):
