@@ -12,6 +12,7 @@ priority only matters when something else wants the core.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 BACKGROUND_NICENESS = 10
@@ -19,8 +20,10 @@ _NICEST = 19
 
 
 def lower_this_thread() -> None:
-    """Lower the calling thread's priority by BACKGROUND_NICENESS (on Linux a thread has its own)."""
-    _lower(threading.get_native_id())
+    """Lower the calling thread's priority by BACKGROUND_NICENESS (on Linux a thread has its own;
+    elsewhere a thread id is no process id, so nothing is changed)."""
+    if sys.platform == "linux":
+        _lower(threading.get_native_id())
 
 
 def lower_this_process() -> None:
