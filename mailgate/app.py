@@ -322,8 +322,12 @@ class App:
         return self._server is not None and self._server.is_serving() and not self._limiter.closing
 
     def request_stop(self) -> None:
-        """Begin shutdown (SIGTERM, SIGINT): `run` then stops in order."""
+        """Begin shutdown (SIGTERM, SIGINT): `run` then stops in order. The helper processes may
+        end from now on (systemd signals the whole control group): no restart, no crash report."""
         self._shutdown.set()
+        for child in (self.acceptance, *self.filing_processes, self.outbox_process):
+            if child is not None:
+                child.expect_exit()
 
     async def run(self) -> None:
         """Start, tell systemd READY=1, serve until SIGTERM or SIGINT (SIGHUP reloads), then stop within the bound."""
@@ -371,7 +375,7 @@ class App:
         deadline = loop.time() + budget
         systemd_notify.notify("STOPPING=1", "STATUS=finishing mail in flight")
         self._limiter.closing = True
-        self._shutdown.set()
+        self.request_stop()
         # Sessions first, with the workers still running: a client is waiting on each of them.
         if self.acceptance is not None:
             # It drains its sessions within budget/2 itself; a little more for its exit.

@@ -103,6 +103,12 @@ class ChildProcess:
             return False
         return True
 
+    def expect_exit(self) -> None:
+        """The daemon is stopping: from now on the child may end at any moment (systemd signals
+        the whole control group at once), and is then neither restarted nor reported as a crash.
+        It keeps working until it does (a filing process files while SMTP sessions drain)."""
+        self._stopping = True
+
     async def stop(self, timeout: float) -> bool:
         """SIGTERM, then wait; SIGKILL at the deadline. True when it ended in time."""
         self._stopping = True

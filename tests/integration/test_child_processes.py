@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import smtplib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from structlog.testing import capture_logs
 
 from mailgate.app import App
 from mailgate.config import Config
@@ -93,3 +97,29 @@ async def test_the_outbox_process_sends_and_the_daemon_counts(config_factory: Ca
     finally:
         await app.stop()
     assert final is not None and final.returncode == 0, "SIGTERM: it finished and exited cleanly"
+
+
+async def test_a_stop_signalled_to_every_process_at_once_restarts_none_and_reports_no_crash(
+    config_factory: Callable[..., Config], sink: Any
+) -> None:
+    """systemd sends SIGTERM to the whole control group: the helper processes end by themselves
+    while the daemon is still draining; none is restarted or reported as crashed."""
+    app = App(
+        config_factory(
+            smtp={"separate_process": True},
+            outgoing={"relay_port": sink.port, "separate_process": True},
+            worker={"processes": 2},
+        )
+    )
+    await app.start()
+    children = [app.acceptance, app.outbox_process, *app.filing_processes]
+    with capture_logs() as logs:
+        app.request_stop()  # the daemon's own SIGTERM
+        for child in children:
+            assert child is not None and child.process is not None
+            os.kill(child.process.pid, signal.SIGTERM)
+        await asyncio.sleep(0.5)  # their exits are seen before the daemon gets to stop them
+        assert await app.stop()
+    assert [entry for entry in logs if entry["event"] == "child_process_exited"] == []
+    assert all(child is not None and child.restarts == 0 for child in children)
+    assert all(child is not None and child.process is not None and child.process.returncode == 0 for child in children)
