@@ -6,6 +6,8 @@ input will never work) and bugs (anything else, logged with a traceback and kept
 
 from __future__ import annotations
 
+import errno
+
 
 class MailgateError(Exception):
     """Base class of every error mailgate raises on purpose."""
@@ -36,3 +38,11 @@ class PermanentFailure(MailgateError):
 
 class MessageRejected(PermanentFailure):
     """A message refused by a limit or rule, with the reason an operator can read."""
+
+
+def storage_failure(error: OSError, *, full: str, failed: str) -> TemporaryFailure:
+    """An OSError of a write as the failure to raise: StorageFull ("`full`: ...") for a full disk
+    or quota, else TemporaryFailure ("`failed`: ...")."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull(f"{full}: {error}")
+    return TemporaryFailure(f"{failed}: {error}")

@@ -44,8 +44,10 @@ class ThreadKeys:
     def meet(self, other: ThreadKeys) -> bool:
         return not self.message_ids.isdisjoint(other.message_ids) or not self.tickets.isdisjoint(other.tickets)
 
-    def reaching(self, stored_tickets: set[int]) -> ThreadKeys:
-        return ThreadKeys(self.message_ids, self.tickets | stored_tickets) if stored_tickets else self
+    def reaching(self, stored: dict[str, tuple[int, int]]) -> ThreadKeys:
+        """With the numbers of the tickets its stored Message-IDs belong to (`stored`: by Message-ID)."""
+        reached = {stored[m][1] for m in self.message_ids if m in stored}
+        return ThreadKeys(self.message_ids, self.tickets | reached) if reached else self
 
 
 def thread_keys(
@@ -104,21 +106,25 @@ class ThreadOrder:
             return False
         if keys is None or len(older) > MAX_OLDER:
             return True
-        mine = keys.reaching(tickets.ticket_numbers_of_messages(session, keys.message_ids))
-        for mail in older:
-            theirs = self._keys_of_older(mail, subject_tag=subject_tag, domain=domain)
-            if theirs is None:
-                return True
-            if mine.meet(theirs.reaching(tickets.ticket_numbers_of_messages(session, theirs.message_ids))):
-                return True
-        return False
+        theirs = [self._keys_of_older(session, older_id, subject_tag=subject_tag, domain=domain) for older_id in older]
+        if any(other is None for other in theirs):
+            return True
+        known = [other for other in theirs if other is not None]
+        # One look-up for every Message-ID named: a parent may have been filed since the last check.
+        stored = tickets.tickets_of_messages(session, keys.message_ids.union(*(k.message_ids for k in known)))
+        mine = keys.reaching(stored)
+        return any(mine.meet(other.reaching(stored)) for other in known)
 
-    def _keys_of_older(self, mail: inbound.OlderMail, *, subject_tag: str, domain: str) -> ThreadKeys | None:
-        if mail.id in self._older_keys:
-            return self._older_keys[mail.id]
-        headers = thread_headers(mail.head, whole=mail.whole)
-        keys = None if headers is None else thread_keys(headers, mail.rcpt_tos, subject_tag=subject_tag, domain=domain)
+    def _keys_of_older(self, session: Session, inbound_id: int, *, subject_tag: str, domain: str) -> ThreadKeys | None:
+        """Read once per older message (its headers do not change while it waits)."""
+        if inbound_id in self._older_keys:
+            return self._older_keys[inbound_id]
+        mail = inbound.mail_head(session, inbound_id)
+        headers = None if mail is None else thread_headers(mail.head, whole=mail.whole)
+        keys = None
+        if mail is not None and headers is not None:
+            keys = thread_keys(headers, mail.rcpt_tos, subject_tag=subject_tag, domain=domain)
         if len(self._older_keys) >= _REMEMBERED:
             self._older_keys.clear()
-        self._older_keys[mail.id] = keys
+        self._older_keys[inbound_id] = keys
         return keys

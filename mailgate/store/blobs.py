@@ -11,7 +11,6 @@ happens before the blob is on disk.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import re
@@ -20,7 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from mailgate.errors import StorageFull, TemporaryFailure
+from mailgate.errors import storage_failure
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
@@ -36,9 +35,7 @@ class BlobsWritten:
         try:
             return [write.result() for write in self._writes]
         except OSError as error:
-            if error.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageFull(f"attachment store is full: {error}") from error
-            raise TemporaryFailure(f"attachment not stored: {error}") from error
+            raise storage_failure(error, full="attachment store is full", failed="attachment not stored") from error
 
 
 class BlobStore:

@@ -115,35 +115,34 @@ _OLDER_IN_FLIGHT = (
 
 
 @dataclass(frozen=True)
-class OlderMail:
-    """A message older than the one asking, still queued or being filed: its start and envelope."""
+class MailHead:
+    """The start of a queued message's raw bytes, and its envelope recipients."""
 
-    id: int
-    head: bytes  # the first `head_bytes` of its raw bytes
+    head: bytes  # the first HEAD_BYTES of its raw bytes
     whole: bool  # head is all of it
     rcpt_tos: tuple[str, ...]
 
 
-def _older_in_flight(head_bytes: int) -> Any:
-    head = func.substr(Inbound.raw, 1, head_bytes, type_=LargeBinary)
-    return _OLDER_IN_FLIGHT.with_only_columns(Inbound.id, head.label("head"), Inbound.size, Inbound.rcpt_tos).limit(
-        bindparam("limit", type_=Integer)
-    )
-
-
 # The start of a message that holds its headers, unless they are hostile: read to tell its thread.
 HEAD_BYTES = 32 * 1024
-_OLDER_IN_FLIGHT_HEADS = _older_in_flight(HEAD_BYTES)
+_HEAD = select(
+    func.substr(Inbound.raw, 1, HEAD_BYTES, type_=LargeBinary).label("head"), Inbound.size, Inbound.rcpt_tos
+).where(Inbound.id == bindparam("inbound_id"))
+_OLDER_IN_FLIGHT_IDS = _OLDER_IN_FLIGHT.limit(bindparam("limit", type_=Integer))
 
 
-def older_mail_in_flight(session: Session, inbound_id: int, alive_since: datetime, limit: int) -> list[OlderMail]:
-    """Up to `limit` messages older than `inbound_id` that are still queued or being filed (by a
-    worker that claimed them after `alive_since`, so not a dead one's): they may be of its thread."""
+def older_mail_in_flight(session: Session, inbound_id: int, alive_since: datetime, limit: int) -> list[int]:
+    """Ids of up to `limit` messages older than `inbound_id` that are still queued or being filed
+    (by a worker that claimed them after `alive_since`, so not a dead one's): they may be of its thread."""
     parameters = {"inbound_id": inbound_id, "alive_since": alive_since, "limit": limit}
-    return [
-        OlderMail(row.id, bytes(row.head), row.size <= HEAD_BYTES, tuple(json.loads(row.rcpt_tos)))
-        for row in execute(session, _OLDER_IN_FLIGHT_HEADS, parameters).all()
-    ]
+    return list(execute(session, _OLDER_IN_FLIGHT_IDS, parameters).scalars())
+
+
+def mail_head(session: Session, inbound_id: int) -> MailHead | None:
+    row = execute(session, _HEAD, {"inbound_id": inbound_id}).first()
+    if row is None:
+        return None
+    return MailHead(bytes(row.head), row.size <= HEAD_BYTES, tuple(json.loads(row.rcpt_tos)))
 
 
 def claim_next(session: Session, max_attempts: int, now: datetime, owner: str = "") -> InboundItem | None:

@@ -85,44 +85,31 @@ def ticket_number_of_message(session: Session, message_id: str) -> int | None:
 # replies name one to three), longer lists in slices of it.
 _REFERENCES_PER_LOOKUP = 8
 _TICKETS_OF_MESSAGES = {
-    size: select(Message.message_id, Message.ticket_id).where(
-        Message.message_id.in_([bindparam(f"m{index}") for index in range(size)])
-    )
+    size: select(Message.message_id, Message.ticket_id, Ticket.number)
+    .join(Ticket, Message.ticket_id == Ticket.id)
+    .where(Message.message_id.in_([bindparam(f"m{index}") for index in range(size)]))
     for size in range(1, _REFERENCES_PER_LOOKUP + 1)
 }
 # A message names at most this many (the oldest References beyond it are not looked up).
 _MAX_REFERENCES = 100
 
 
+def tickets_of_messages(session: Session, message_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """(ticket id, ticket number) of each stored message among `message_ids`, by Message-ID."""
+    wanted = list(dict.fromkeys(message_ids))
+    found: dict[str, tuple[int, int]] = {}
+    for start in range(0, len(wanted), _REFERENCES_PER_LOOKUP):
+        part = wanted[start : start + _REFERENCES_PER_LOOKUP]
+        rows = execute(session, _TICKETS_OF_MESSAGES[len(part)], {f"m{i}": value for i, value in enumerate(part)})
+        found.update((message_id, (ticket_id, int(number))) for message_id, ticket_id, number in rows.all())
+    return found
+
+
 def nearest_referenced_ticket_id(session: Session, message_ids: tuple[str, ...]) -> int | None:
     """The id of the ticket of the first of `message_ids` (nearest parent first) that is stored."""
     wanted = message_ids[:_MAX_REFERENCES]
-    by_message: dict[str, int] = {}
-    for start in range(0, len(wanted), _REFERENCES_PER_LOOKUP):
-        part = wanted[start : start + _REFERENCES_PER_LOOKUP]
-        statement = _TICKETS_OF_MESSAGES[len(part)]
-        rows = execute(session, statement, {f"m{index}": value for index, value in enumerate(part)}).all()
-        by_message.update((message_id, ticket_id) for message_id, ticket_id in rows)
-    return next((by_message[m] for m in wanted if m in by_message), None)
-
-
-_NUMBERS_OF_MESSAGES = {
-    size: select(Message.message_id, Ticket.number)
-    .join(Ticket, Message.ticket_id == Ticket.id)
-    .where(Message.message_id.in_([bindparam(f"m{index}") for index in range(size)]))
-    for size in range(1, _REFERENCES_PER_LOOKUP + 1)
-}
-
-
-def ticket_numbers_of_messages(session: Session, message_ids: Iterable[str]) -> set[int]:
-    """The numbers of the tickets the stored ones of `message_ids` belong to."""
-    wanted = list(message_ids)[:_MAX_REFERENCES]
-    numbers: set[int] = set()
-    for start in range(0, len(wanted), _REFERENCES_PER_LOOKUP):
-        part = wanted[start : start + _REFERENCES_PER_LOOKUP]
-        rows = execute(session, _NUMBERS_OF_MESSAGES[len(part)], {f"m{i}": value for i, value in enumerate(part)})
-        numbers.update(int(number) for _, number in rows.all())
-    return numbers
+    found = tickets_of_messages(session, wanted)
+    return next((found[m][0] for m in wanted if m in found), None)
 
 
 class TicketRefs:

@@ -25,12 +25,11 @@ Why that is as durable as FULL:
 
 from __future__ import annotations
 
-import errno
 import os
 import threading
 from pathlib import Path
 
-from mailgate.errors import StorageFull, TemporaryFailure
+from mailgate.errors import storage_failure
 
 
 class WalSync:
@@ -48,9 +47,7 @@ class WalSync:
             with self._lock:
                 self._sync()
         except OSError as error:
-            if error.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageFull(f"storage is full: {error}") from error
-            raise TemporaryFailure(f"database log not synced: {error}") from error
+            raise storage_failure(error, full="storage is full", failed="database log not synced") from error
 
     def _sync(self) -> None:
         try:

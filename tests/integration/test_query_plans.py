@@ -56,6 +56,7 @@ async def _run_everything(app: App, clock: FakeClock) -> None:
     app.store.read(timers.due_count, clock.now())
     app.store.run(inbound.requeue_stale, clock.now() - timedelta(minutes=5), "nobody")
     app.store.read(inbound.older_mail_in_flight, 1_000, clock.now(), 33)
+    app.store.read(inbound.mail_head, 1)
 
 
 async def test_no_statement_scans_a_table_that_grows_with_the_mail(
